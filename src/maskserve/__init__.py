@@ -1,0 +1,3 @@
+"""maskserve: an inference server for Hugging Face fill-mask models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from maskserve.cli import main
+
+main()

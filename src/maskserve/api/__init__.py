@@ -1,0 +1,1 @@
+"""Transports: thin adapters from HTTP and gRPC to the engine."""

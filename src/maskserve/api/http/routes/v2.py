@@ -1,0 +1,70 @@
+"""Open Inference Protocol (V2) over REST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from maskserve import __version__
+from maskserve.api.http.deps import engine_for, engine_of
+from maskserve.api.http.responses import JSONResponse
+from maskserve.domain import FillMaskParams
+from maskserve.errors import NotFound
+from maskserve.protocols import v2
+
+router = APIRouter(tags=["Open Inference Protocol (V2)"])
+
+
+@router.get("/v2")
+async def server_metadata() -> v2.ServerMetadata:
+    return v2.server_metadata(__version__, extensions=[])
+
+
+@router.get("/v2/health/live")
+async def live() -> dict[str, Any]:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready")
+async def ready() -> dict[str, Any]:
+    return {"ready": True}
+
+
+@router.get("/v2/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"models": [engine_of(request).info.name]}
+
+
+@router.get("/v2/models/{name}")
+async def model_metadata(request: Request, name: str) -> v2.ModelMetadata:
+    return v2.model_metadata(engine_for(request, name).info)
+
+
+@router.get("/v2/models/{name}/ready")
+async def model_ready(request: Request, name: str) -> dict[str, Any]:
+    return {"name": engine_for(request, name).info.name, "ready": True}
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer")
+async def infer_version(name: str, version: str) -> None:
+    raise NotFound(f"Model {name} has no version {version}: maskserve serves one unversioned model")
+
+
+@router.post("/v2/models/{name}/infer", response_model=v2.InferenceResponse)
+async def infer(request: Request, name: str) -> JSONResponse:
+    return JSONResponse(await _infer(request, name))
+
+
+async def _infer(request: Request, name: str) -> v2.InferenceResponse:
+    engine = engine_for(request, name)
+    parsed = v2.parse_infer_request(await request.body())
+    texts = v2.decode_texts(parsed)
+    params = v2.request_params(parsed)
+    topk = v2.requested_topk(parsed)
+    if topk is not None:
+        results = await engine.fill_mask(texts, params or FillMaskParams())
+        return v2.render_topk(engine.info, parsed, results, topk)
+    if params is not None:
+        return v2.render_candidates_json(engine.info, parsed, await engine.fill_mask(texts, params))
+    return v2.render_kserve_values(engine.info, parsed, await engine.kserve_values(texts))

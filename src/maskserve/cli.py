@@ -1,0 +1,174 @@
+"""Command line: ``maskserve serve`` and ``maskserve predict``, with flags built from :class:`Settings`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from maskserve import __version__
+from maskserve.config import Settings
+
+logger = logging.getLogger("maskserve")
+
+# KServe model-server flags that an InferenceService may pass and that have no meaning here. Each takes a
+# value except the ones listed as switches; they are accepted with a warning instead of stopping the pod.
+_KSERVE_IGNORED = (
+    "workers",
+    "max_threads",
+    "max_asyncio_workers",
+    "enable_docs_url",
+    "enable_latency_logging",
+    "configure_logging",
+    "log_config_file",
+    "access_log_format",
+    "predictor_host",
+    "protocol",
+    "predictor_protocol",
+    "predictor_use_ssl",
+    "predictor_request_timeout_seconds",
+    "predictor_request_retries",
+    "tensor_input_names",
+    "max_log_len",
+    "backend",
+)
+_KSERVE_IGNORED_SWITCHES = (
+    "enable_predictor_health_check",
+    "return_token_type_ids",
+    "disable_log_requests",
+    "disable_special_tokens",
+)
+_FILL_MASK_TASKS = {"fill_mask", "fill-mask"}
+
+
+def parse_bool(value: str) -> bool:
+    """KServe's strtobool: y/yes/t/true/on/1 and n/no/f/false/off/0."""
+    lowered = value.strip().lower()
+    if lowered in {"y", "yes", "t", "true", "on", "1"}:
+        return True
+    if lowered in {"n", "no", "f", "false", "off", "0"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` -> int; Literal stays Literal."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return annotation
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        kind = _base_type(field.annotation)
+        default_note = f" (default: {field.default})" if field.default not in (None, False) else ""
+        kwargs: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": f"{field.description}{default_note}",
+        }
+        if extra.get("positional"):
+            parser.add_argument(
+                name, nargs="?", metavar=name.upper(), **{k: v for k, v in kwargs.items() if k != "dest"}
+            )
+            continue
+        if kind is bool:
+            kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
+        elif typing.get_origin(kind) is typing.Literal:
+            kwargs.update(choices=list(typing.get_args(kind)))
+        else:
+            kwargs.update(type=kind)
+        aliases = [str(a) for a in extra.get("aliases", [])]  # type: ignore[union-attr]
+        parser.add_argument(f"--{name}", *aliases, **kwargs)
+
+
+def _add_kserve_compat(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("accepted for KServe compatibility (no effect)")
+    for name in _KSERVE_IGNORED:
+        group.add_argument(
+            f"--{name}", dest=f"ignored_{name}", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    for name in _KSERVE_IGNORED_SWITCHES:
+        group.add_argument(
+            f"--{name}",
+            dest=f"ignored_{name}",
+            nargs="?",
+            const=True,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
+    group.add_argument("--task", dest="task", default=argparse.SUPPRESS, help="must be fill_mask when given")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maskserve", description="Serve Hugging Face fill-mask models.")
+    parser.add_argument("--version", action="version", version=f"maskserve {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser(
+        "serve", help="start the HTTP server", formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    add_settings_arguments(serve)
+    _add_kserve_compat(serve)
+
+    predict = commands.add_parser(
+        "predict", help="fill the masks of one text and print the candidates as JSON"
+    )
+    add_settings_arguments(predict)
+    predict.add_argument(
+        "text", help="text with the model's mask token, e.g. 'Paris is the [MASK] of France.'"
+    )
+    predict.add_argument("--top_k", type=int, default=5, help="candidates per mask")
+    predict.add_argument("--targets", nargs="+", default=None, help="restrict candidates to these words")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace, unknown: Sequence[str] = ()) -> Settings:
+    values = {name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)}
+    for key in vars(args):
+        if key.startswith("ignored_"):
+            logger.warning("--%s is a KServe flag with no effect in maskserve; ignoring it", key[8:])
+    task = getattr(args, "task", None)
+    if task is not None and task not in _FILL_MASK_TASKS:
+        raise SystemExit(
+            f"maskserve: --task {task!r} is not supported; maskserve serves fill_mask models only"
+        )
+    for flag in unknown:
+        logger.warning("unknown flag %s ignored", flag)
+    return Settings(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # KServe runs the image with flags only; treat that as "serve".
+    if argv and argv[0].startswith("--") and argv[0] not in {"--help", "-h", "--version"}:
+        argv.insert(0, "serve")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    stray = [u for u in unknown if not u.startswith("-")]
+    if stray:
+        parser.error(f"unexpected arguments: {' '.join(stray)}")
+    try:
+        settings = settings_from_args(args, unknown)
+    except ValidationError as exc:
+        errors = "; ".join(f"--{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        parser.error(errors)
+
+    from maskserve import server
+
+    if args.command == "predict":
+        sys.exit(server.predict(settings, args.text, top_k=args.top_k, targets=args.targets))
+    sys.exit(server.serve(settings))
+
+
+if __name__ == "__main__":
+    main()

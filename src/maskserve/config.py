@@ -1,0 +1,87 @@
+"""The one settings class. Command-line flags and ``MASKSERVE_*`` environment variables both map onto it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from maskserve.domain import OutputMode
+
+Dtype = Literal["auto", "float32", "float16", "bfloat16", "float", "half"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+def _flag(description: str, *aliases: str, positional: bool = False) -> dict[str, Any]:
+    """Metadata the CLI reads to build its parser from this class (so no flag is declared twice)."""
+    return {
+        "description": description,
+        "json_schema_extra": {"aliases": list(aliases), "positional": positional},
+    }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MASKSERVE_", extra="ignore", frozen=True)
+
+    # What to serve. KServe passes --model_name and mounts the model at --model_dir; --model_id names a Hub
+    # model. The positional MODEL (a directory, a Hub id or an hf:// URI) wins over both.
+    model: str | None = Field(None, **_flag("model directory, Hub id or hf:// URI", positional=True))
+    model_name: str = Field("model", **_flag("name the model is served under"))
+    model_dir: str = Field("/mnt/models", **_flag("local model directory (KServe's storage mount)"))
+    model_id: str | None = Field(None, **_flag("Hugging Face Hub model id, used when model_dir is empty"))
+    model_revision: str | None = Field(None, **_flag("Hub revision (branch, tag or commit) of the model"))
+    tokenizer_revision: str | None = Field(None, **_flag("Hub revision of the tokenizer"))
+    cache_dir: str | None = Field(None, **_flag("where Hub downloads are cached (default: HF_HOME)"))
+    trust_remote_code: bool = Field(False, **_flag("allow model code from the Hub repository"))
+
+    # Tokenization and outputs.
+    max_length: int | None = Field(
+        None, ge=2, **_flag("longest input in tokens (default: what the model allows)", "--max_model_len")
+    )
+    disable_lower_case: bool = Field(False, **_flag("do not lower-case inputs even if the tokenizer would"))
+    return_probabilities: bool = Field(
+        False, **_flag("KServe outputs carry the probability of every token at each mask")
+    )
+    return_logits: bool = Field(
+        False,
+        **_flag("KServe outputs carry the raw logit of every token at each mask", "--return_raw_logits"),
+    )
+
+    # Compute.
+    dtype: Dtype = Field("auto", **_flag("weights dtype; auto is float16 on CUDA, float32 on CPU"))
+    device: Device = Field("auto", **_flag("where the model runs; auto picks CUDA when present"))
+
+    # Transport.
+    host: str = Field("0.0.0.0", **_flag("address the servers bind to"))
+    http_port: int = Field(8080, ge=0, le=65535, **_flag("HTTP port (KServe V1, V2 REST, HF Inference API)"))
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", **_flag("log level"))
+
+    @model_validator(mode="after")
+    def _one_output_mode(self) -> Settings:
+        if self.return_probabilities and self.return_logits:
+            raise ValueError("choose one of --return_probabilities and --return_logits, not both")
+        return self
+
+    @property
+    def output_mode(self) -> OutputMode:
+        if self.return_logits:
+            return OutputMode.LOGITS
+        if self.return_probabilities:
+            return OutputMode.PROBABILITIES
+        return OutputMode.TOP1
+
+    def model_source(self) -> str:
+        """The positional MODEL, else --model_id, else --model_dir (KServe prefers model_id to model_dir)."""
+        if self.model:
+            return self.model
+        if self.model_id:
+            return self.model_id
+        model_dir = Path(self.model_dir)
+        if model_dir.is_dir() and any(model_dir.iterdir()):
+            return str(model_dir)
+        raise ValueError(
+            f"no model to serve: pass MODEL or --model_id, or put a model in --model_dir ({self.model_dir} "
+            "is missing or empty)"
+        )

@@ -1,0 +1,1 @@
+"""The engine: tokenization, batching, caching and post-processing around a backend."""

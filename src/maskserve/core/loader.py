@@ -1,0 +1,160 @@
+"""Turn settings into a ready engine: fetch the model, check it is a masked LM, load tokenizer and backend."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from maskserve.backends.torch_backend import TorchBackend
+from maskserve.config import Settings
+from maskserve.core.engine import Engine
+from maskserve.core.tokenize import TextEncoder, load_tokenizer
+from maskserve.domain import ModelInfo
+from maskserve.errors import ModelLoadError
+from maskserve.storage import parse_hub_ref, resolve_model_source
+
+logger = logging.getLogger(__name__)
+
+# These models number positions from padding_idx + 1, so their table holds pad_token_id + 1 fewer tokens
+# (RoBERTa: 514 positions, 512 tokens).
+_OFFSET_POSITION_TYPES = frozenset(
+    {
+        "roberta",
+        "xlm-roberta",
+        "xlm-roberta-xl",
+        "camembert",
+        "longformer",
+        "data2vec-text",
+        "roberta-prelayernorm",
+        "xmod",
+        "ibert",
+        "mpnet",
+        "esm",
+    }
+)
+_MLM_SUFFIXES = ("ForMaskedLM", "WithLMHeadModel")
+# Pre-training classes whose head includes the masked-LM head (ELECTRA's is a discriminator, so not here).
+_PRETRAINING_WITH_MLM = frozenset(
+    {
+        "BertForPreTraining",
+        "AlbertForPreTraining",
+        "MegatronBertForPreTraining",
+        "ErnieForPreTraining",
+        "NezhaForPreTraining",
+        "RoCBertForPreTraining",
+    }
+)
+
+
+def read_config(path: Path, model: str) -> dict[str, Any]:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise ModelLoadError(f"{model}: no config.json in {path}; is this a Hugging Face model directory?")
+    try:
+        data: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{model}: cannot read {config_file}: {exc}") from exc
+    return data
+
+
+def check_masked_lm(config: dict[str, Any], model: str) -> str:
+    """Return the architecture to report, or refuse a model that cannot fill masks."""
+    architectures = [str(a) for a in config.get("architectures") or []]
+    for arch in architectures:
+        if arch.endswith(_MLM_SUFFIXES) or arch in _PRETRAINING_WITH_MLM:
+            return arch
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    model_type = str(config.get("model_type", ""))
+    if not architectures and model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return str(MODEL_FOR_MASKED_LM_MAPPING_NAMES[model_type])
+    found = ", ".join(architectures) or f"model_type {model_type!r}"
+    raise ModelLoadError(
+        f"{model} is not a masked language model ({found}); maskserve serves fill-mask models "
+        "such as BertForMaskedLM, RobertaForMaskedLM or XLMRobertaForMaskedLM."
+    )
+
+
+def max_input_length(
+    config: dict[str, Any], tokenizer_max: int | None, requested: int | None, model: str
+) -> int:
+    """The longest input: the tokenizer's limit bounded by the position table, and the user's if smaller."""
+    limits: list[int] = []
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0:
+        if config.get("model_type") in _OFFSET_POSITION_TYPES:
+            positions -= int(config.get("pad_token_id") or 0) + 1
+        limits.append(positions)
+    # Tokenizers without a limit report a huge sentinel (about 1e30).
+    if tokenizer_max is not None and 0 < tokenizer_max < 1_000_000:
+        limits.append(int(tokenizer_max))
+    if not limits:
+        limits.append(512)
+    limit = min(limits)
+    if requested is None:
+        return limit
+    if requested > limit:
+        raise ModelLoadError(f"--max_length {requested} is more than {model} supports ({limit} tokens)")
+    return requested
+
+
+def load_engine(settings: Settings) -> Engine:
+    try:
+        source = settings.model_source()
+    except ValueError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    path = resolve_model_source(
+        source,
+        revision=settings.model_revision,
+        cache_dir=Path(settings.cache_dir) if settings.cache_dir else None,
+    )
+    tokenizer_path = path
+    hub = parse_hub_ref(source)
+    if hub is not None and settings.tokenizer_revision:
+        tokenizer_path = resolve_model_source(
+            source,
+            revision=settings.tokenizer_revision,
+            cache_dir=Path(settings.cache_dir) if settings.cache_dir else None,
+        )
+
+    config = read_config(path, source)
+    architecture = check_masked_lm(config, source)
+    try:
+        tokenizer = load_tokenizer(
+            tokenizer_path,
+            disable_lower_case=settings.disable_lower_case,
+            trust_remote_code=settings.trust_remote_code,
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"{source}: cannot load its tokenizer: {exc}") from exc
+    if tokenizer.mask_token_id is None:
+        raise ModelLoadError(f"{source}: its tokenizer defines no mask token, so it cannot fill masks")
+    max_length = max_input_length(
+        config, getattr(tokenizer, "model_max_length", None), settings.max_length, source
+    )
+    try:
+        backend = TorchBackend.load(
+            path, device=settings.device, dtype=settings.dtype, trust_remote_code=settings.trust_remote_code
+        )
+    except ValueError as exc:
+        raise ModelLoadError(f"{source}: {exc}") from exc
+    except Exception as exc:
+        raise ModelLoadError(f"{source}: cannot load the model weights: {exc}") from exc
+
+    model_id = hub.repo_id if hub is not None else source
+    info = ModelInfo(
+        name=settings.model_name,
+        model_id=model_id,
+        revision=(hub.revision if hub else None) or settings.model_revision,
+        architecture=architecture,
+        model_type=str(config.get("model_type", "")),
+        mask_token=str(tokenizer.mask_token),
+        vocab_size=backend.vocab_size,
+        max_length=max_length,
+        backend=backend.name,
+        dtype=backend.dtype,
+    )
+    logger.info("serving %s as %r (%s, max_length %d)", model_id, info.name, architecture, max_length)
+    return Engine(info, TextEncoder(tokenizer, max_length), backend, settings.output_mode)

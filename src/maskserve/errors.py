@@ -1,0 +1,71 @@
+"""Errors that carry their HTTP status, so every transport maps them in one place."""
+
+from __future__ import annotations
+
+
+class MaskserveError(Exception):
+    """Base error: ``status`` is the HTTP status a transport should answer with."""
+
+    status: int = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadRequest(MaskserveError):
+    status = 400
+
+
+class Unauthorized(MaskserveError):
+    status = 401
+
+
+class NotFound(MaskserveError):
+    status = 404
+
+
+class PayloadTooLarge(MaskserveError):
+    status = 413
+
+
+class UnsupportedMediaType(MaskserveError):
+    status = 415
+
+
+class Overloaded(MaskserveError):
+    """The admission queue is full; ``retry_after`` seconds is a hint for the client."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.retry_after = retry_after
+
+
+class ModelNotReady(MaskserveError):
+    status = 503
+
+    def __init__(self, message: str, *, estimated_time: float | None = None, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.estimated_time = estimated_time
+
+
+class RequestTimeout(MaskserveError):
+    status = 504
+
+
+class InferenceFailed(MaskserveError):
+    """The model itself failed on a batch; only the requests of that batch see this."""
+
+    status = 500
+
+
+class ModelLoadError(MaskserveError):
+    """Raised at start-up: the model cannot be found, fetched or is not a masked LM."""
+
+    status = 500

@@ -1,0 +1,83 @@
+"""Parsing shared by every protocol: JSON bodies, texts and fill-mask parameters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from maskserve.domain import DEFAULT_TOP_K, FillMaskParams
+from maskserve.errors import BadRequest
+
+
+def load_json(body: bytes) -> Any:
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON document")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        type(None): "null",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def require_texts(value: Any, field: str) -> list[str]:
+    """A string or a non-empty list of strings."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise BadRequest(f"'{field}' must be a string or a list of strings, got {type_name(value)}")
+    if not value:
+        raise BadRequest(f"'{field}' is an empty list; send at least one text")
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise BadRequest(f"'{field}[{index}]' must be a string, got {type_name(item)}")
+    return list(value)
+
+
+def parse_params(raw: Any, where: str = "parameters") -> FillMaskParams | None:
+    """``{"top_k": int, "targets": str | [str]}``; None when neither is given. Other keys are ignored."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise BadRequest(f"'{where}' must be an object, got {type_name(raw)}")
+    top_k_raw = raw.get("top_k")
+    targets_raw = raw.get("targets")
+    if top_k_raw is None and targets_raw is None:
+        return None
+    top_k = DEFAULT_TOP_K
+    if top_k_raw is not None:
+        # JSON has one number type; 3.0 is a fine top_k, 3.5 and true are not.
+        if (
+            isinstance(top_k_raw, bool)
+            or not isinstance(top_k_raw, int | float)
+            or top_k_raw != int(top_k_raw)
+        ):
+            raise BadRequest(f"'{where}.top_k' must be a positive integer, got {top_k_raw!r}")
+        top_k = int(top_k_raw)
+        if top_k < 1:
+            raise BadRequest(f"'{where}.top_k' must be at least 1, got {top_k}")
+    targets: tuple[str, ...] | None = None
+    if targets_raw is not None:
+        items = [targets_raw] if isinstance(targets_raw, str) else targets_raw
+        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
+            raise BadRequest(f"'{where}.targets' must be a string or a list of strings")
+        if not items or not any(t.strip() for t in items):
+            raise BadRequest(f"'{where}.targets' is empty; give at least one target word")
+        targets = tuple(items)
+    return FillMaskParams(top_k=top_k, targets=targets)

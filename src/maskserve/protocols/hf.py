@@ -1,0 +1,78 @@
+"""The Hugging Face Inference API, fill-mask task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from maskserve.domain import FillMaskParams, InputPredictions
+from maskserve.errors import BadRequest
+from maskserve.protocols.common import load_json, parse_params, require_texts, type_name
+
+
+@dataclass(frozen=True)
+class HFRequest:
+    texts: list[str]
+    # The pipeline returns a lone input's result unwrapped, for a string and for a one-element list alike.
+    unwrap: bool
+    params: FillMaskParams
+    use_cache: bool | None = None
+    wait_for_model: bool | None = None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def parse_hf_request(body: bytes, content_type: str | None) -> HFRequest:
+    """JSON ``{"inputs", "parameters", "options"}``, or the raw text itself when the body is not JSON."""
+    if _is_json(content_type):
+        payload = load_json(body)
+    else:
+        try:
+            payload = load_json(body)
+        except BadRequest:
+            try:
+                return HFRequest(texts=[body.decode("utf-8")], unwrap=True, params=FillMaskParams())
+            except UnicodeDecodeError as exc:
+                raise BadRequest("the request body is neither JSON nor UTF-8 text") from exc
+    if isinstance(payload, str):
+        return HFRequest(texts=[payload], unwrap=True, params=FillMaskParams())
+    if not isinstance(payload, dict):
+        raise BadRequest(f'the body must be a JSON object like {{"inputs": "..."}}, got {type_name(payload)}')
+    if "inputs" not in payload:
+        raise BadRequest("'inputs' is required: the text (or list of texts) to fill")
+    texts = require_texts(payload["inputs"], "inputs")
+    params = parse_params(payload.get("parameters")) or FillMaskParams()
+    options = payload.get("options")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest(f"'options' must be an object, got {type_name(options)}")
+    options = options or {}
+    return HFRequest(
+        texts=texts,
+        unwrap=len(texts) == 1,
+        params=params,
+        use_cache=_opt_bool(options, "use_cache"),
+        wait_for_model=_opt_bool(options, "wait_for_model"),
+    )
+
+
+def _opt_bool(options: dict[str, Any], key: str) -> bool | None:
+    value = options.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise BadRequest(f"'options.{key}' must be true or false, got {value!r}")
+
+
+def render_input(result: InputPredictions) -> list[Any]:
+    """One input, nested as the pipeline nests it: a flat list for one mask, a list per mask otherwise."""
+    rows = [[p.as_dict() for p in candidates] for candidates in result]
+    return rows[0] if len(rows) == 1 else rows
+
+
+def render_hf_response(results: list[InputPredictions], unwrap: bool) -> list[Any]:
+    rendered = [render_input(r) for r in results]
+    return rendered[0] if unwrap else rendered

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from maskserve.domain import FillMaskParams
+from maskserve.errors import BadRequest
+from maskserve.protocols.common import load_json, parse_params, require_texts
+
+
+def test_load_json_rejects_empty_and_broken_bodies() -> None:
+    with pytest.raises(BadRequest, match="empty"):
+        load_json(b"  ")
+    with pytest.raises(BadRequest, match="not valid JSON"):
+        load_json(b'{"inputs": ')
+    assert load_json(b'{"a": 1}') == {"a": 1}
+
+
+def test_deeply_nested_inputs_are_a_bad_request() -> None:
+    deep = load_json(b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+    with pytest.raises(BadRequest, match="must be a string"):
+        require_texts(deep["inputs"], "inputs")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ({"other": 1}, None),
+        ({"top_k": 3}, FillMaskParams(top_k=3)),
+        ({"top_k": 3.0}, FillMaskParams(top_k=3)),
+        ({"targets": "paris"}, FillMaskParams(targets=("paris",))),
+        ({"top_k": 2, "targets": ["a", "b"]}, FillMaskParams(top_k=2, targets=("a", "b"))),
+    ],
+)
+def test_parse_params(raw: object, expected: FillMaskParams | None) -> None:
+    assert parse_params(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([], "must be an object"),
+        ({"top_k": 0}, "at least 1"),
+        ({"top_k": -3}, "at least 1"),
+        ({"top_k": 2.5}, "positive integer"),
+        ({"top_k": True}, "positive integer"),
+        ({"top_k": "5"}, "positive integer"),
+        ({"targets": 5}, "string or a list of strings"),
+        ({"targets": [1, 2]}, "string or a list of strings"),
+        ({"targets": []}, "empty"),
+        ({"targets": [""]}, "empty"),
+    ],
+)
+def test_parse_params_rejects(raw: object, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        parse_params(raw)
+
+
+def test_require_texts() -> None:
+    assert require_texts("a", "inputs") == ["a"]
+    assert require_texts(["a", "b"], "inputs") == ["a", "b"]
+    with pytest.raises(BadRequest, match="empty list"):
+        require_texts([], "inputs")
+    with pytest.raises(BadRequest, match=r"inputs\[1\]' must be a string, got an integer"):
+        require_texts(["a", 3], "inputs")
+    with pytest.raises(BadRequest, match="got an object"):
+        require_texts({"a": 1}, "inputs")

@@ -1,0 +1,24 @@
+"""Engines over the fixture models, loaded once per (model, settings) for the whole session."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from maskserve.config import Settings
+from maskserve.core.engine import Engine
+from maskserve.core.loader import load_engine
+
+
+def settings_for(path: Path, **overrides: Any) -> Settings:
+    return Settings(model=str(path), model_name=overrides.pop("model_name", "model"), **overrides)
+
+
+@cache
+def _cached(path: str, frozen: tuple[tuple[str, Any], ...]) -> Engine:
+    return load_engine(settings_for(Path(path), **dict(frozen)))
+
+
+def engine_for(path: Path, **overrides: Any) -> Engine:
+    return _cached(str(path), tuple(sorted(overrides.items())))

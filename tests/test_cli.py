@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from maskserve.cli import build_parser, main, settings_from_args
+from maskserve.config import Settings
+
+
+def _settings(*argv: str) -> Settings:
+    args, unknown = build_parser().parse_known_args(list(argv))
+    return settings_from_args(args, unknown)
+
+
+def test_kserve_flags_map_onto_settings() -> None:
+    s = _settings(
+        "serve",
+        "--model_name=bert",
+        "--model_id=google-bert/bert-base-uncased",
+        "--http_port",
+        "9001",
+        "--max_length",
+        "128",
+        "--dtype",
+        "float16",
+        "--disable_lower_case",
+        "--return_probabilities",
+    )
+    assert s.model_name == "bert"
+    assert s.model_id == "google-bert/bert-base-uncased"
+    assert s.http_port == 9001
+    assert s.max_length == 128
+    assert s.dtype == "float16"
+    assert s.disable_lower_case is True
+    assert s.return_probabilities is True
+
+
+@pytest.mark.parametrize("flag", ["--return_logits", "--return_raw_logits"])
+def test_logits_flag_and_its_kserve_alias(flag: str) -> None:
+    assert _settings("serve", flag).return_logits is True
+
+
+def test_booleans_take_values_like_kserve() -> None:
+    assert _settings("serve", "--trust_remote_code=false").trust_remote_code is False
+    assert _settings("serve", "--trust_remote_code", "true").trust_remote_code is True
+    with pytest.raises(SystemExit):
+        _settings("serve", "--trust_remote_code=maybe")
+
+
+def test_positional_model() -> None:
+    assert _settings("serve", "./my-model", "--model_name", "m").model == "./my-model"
+
+
+def test_max_model_len_alias() -> None:
+    assert _settings("serve", "--max_model_len", "100").max_length == 100
+
+
+def test_kserve_server_flags_are_accepted_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        s = _settings(
+            "serve",
+            "--workers",
+            "2",
+            "--max_threads",
+            "8",
+            "--enable_docs_url",
+            "true",
+            "--model_name",
+            "bert",
+            "--disable_log_requests",
+            "--some_new_flag=3",
+        )
+    assert s.model_name == "bert"
+    assert s.model is None  # "2" must not have been taken for MODEL
+    assert "--workers" in caplog.text
+    assert "--some_new_flag=3" in caplog.text
+
+
+def test_task_must_be_fill_mask() -> None:
+    assert _settings("serve", "--task", "fill_mask").model_name == "model"
+    with pytest.raises(SystemExit, match="fill_mask"):
+        _settings("serve", "--task", "text_generation")
+
+
+def test_flags_beat_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKSERVE_MODEL_NAME", "from-env")
+    assert _settings("serve").model_name == "from-env"
+    assert _settings("serve", "--model_name", "from-flag").model_name == "from-flag"
+
+
+def test_invalid_values_exit_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--return_logits", "--return_probabilities"])
+    assert exc.value.code == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_every_setting_is_a_flag() -> None:
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    for name in Settings.model_fields:
+        assert name in help_text or name.upper() in help_text, name
