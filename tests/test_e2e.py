@@ -92,9 +92,13 @@ def test_guide_requests_over_a_real_socket(server: tuple[str, subprocess.Popen[b
     assert hf.json()[0]["token_str"] == predictions[0]
 
 
-def test_huggingface_hub_client_works_unchanged(server: tuple[str, subprocess.Popen[bytes]]) -> None:
-    from huggingface_hub import InferenceClient
+def test_huggingface_hub_client_works_unchanged(
+    server: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import InferenceClient, constants
 
+    # The suite runs with HF_HUB_OFFLINE=1 so nothing reaches the Hub; this client only talks to loopback.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     base, _ = server
     by_base = InferenceClient(base_url=base).fill_mask(
         "The [MASK] sat on the mat.", top_k=2, targets=["cat", "dog"]
