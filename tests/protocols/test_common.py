@@ -16,9 +16,9 @@ def test_load_json_rejects_empty_and_broken_bodies() -> None:
 
 
 def test_deeply_nested_inputs_are_a_bad_request() -> None:
-    deep = load_json(b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
-    with pytest.raises(BadRequest, match="must be a string"):
-        require_texts(deep["inputs"], "inputs")
+    # Depending on the orjson version the parser refuses the depth itself or the shape check does.
+    with pytest.raises(BadRequest, match="depth limit|must be a string"):
+        require_texts(load_json(b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")["inputs"], "inputs")
 
 
 @pytest.mark.parametrize(
