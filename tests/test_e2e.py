@@ -18,15 +18,21 @@ pytestmark = pytest.mark.e2e
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Distinct free ports: the sockets stay open until all are chosen."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 @pytest.fixture(scope="module")
-def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
+def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], int]]:
+    port, grpc_port = _free_ports(2)
     env = {
         **os.environ,
         "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -42,6 +48,7 @@ def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             "--model_name=bert",
             "--host=127.0.0.1",
             f"--http_port={port}",
+            f"--grpc_port={grpc_port}",
             "--enable_docs_url=true",
         ],
         env=env,
@@ -61,14 +68,14 @@ def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     else:
         proc.kill()
         pytest.fail("server did not become ready in 90 s")
-    yield base, proc
+    yield base, proc, grpc_port
     if proc.poll() is None:
         proc.kill()
         proc.wait(10)
 
 
-def test_guide_requests_over_a_real_socket(server: tuple[str, subprocess.Popen[bytes]]) -> None:
-    base, _ = server
+def test_guide_requests_over_a_real_socket(server: tuple[str, subprocess.Popen[bytes], int]) -> None:
+    base, _, _ = server
     texts = ["The capital of France is [MASK].", "The capital of [MASK] is paris."]
     v1 = httpx.post(f"{base}/v1/models/bert:predict", json={"instances": texts}, timeout=30)
     assert v1.status_code == 200
@@ -93,13 +100,13 @@ def test_guide_requests_over_a_real_socket(server: tuple[str, subprocess.Popen[b
 
 
 def test_huggingface_hub_client_works_unchanged(
-    server: tuple[str, subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+    server: tuple[str, subprocess.Popen[bytes], int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from huggingface_hub import InferenceClient, constants
 
     # The suite runs with HF_HUB_OFFLINE=1 so nothing reaches the Hub; this client only talks to loopback.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    base, _ = server
+    base, _, _ = server
     by_base = InferenceClient(base_url=base).fill_mask(
         "The [MASK] sat on the mat.", top_k=2, targets=["cat", "dog"]
     )
@@ -109,8 +116,26 @@ def test_huggingface_hub_client_works_unchanged(
     assert by_model[0].sequence.startswith("the ")
 
 
-def test_sigterm_stops_cleanly(server: tuple[str, subprocess.Popen[bytes]]) -> None:
-    _, proc = server
+async def test_grpc_serves_beside_http(server: tuple[str, subprocess.Popen[bytes], int]) -> None:
+    import grpc
+
+    from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
+    from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    _, _, grpc_port = server
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        assert (await stub.ServerReady(pb.ServerReadyRequest(), timeout=10)).ready
+        request = pb.ModelInferRequest(model_name="bert")
+        tensor = request.inputs.add(name="input-0", datatype="BYTES", shape=[1])
+        tensor.contents.bytes_contents.append(b"The capital of France is [MASK].")
+        reply = await stub.ModelInfer(request, timeout=30)
+    assert reply.outputs[0].name == "output-0"
+    assert len(reply.outputs[0].contents.bytes_contents) == 1
+
+
+def test_sigterm_stops_cleanly(server: tuple[str, subprocess.Popen[bytes], int]) -> None:
+    _, proc, _ = server
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     output = proc.stdout.read().decode() if proc.stdout else ""

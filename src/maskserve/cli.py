@@ -36,7 +36,6 @@ _KSERVE_IGNORED = (
     "predictor_request_retries",
     "tensor_input_names",
     "max_log_len",
-    "backend",
 )
 _KSERVE_IGNORED_SWITCHES = (
     "enable_predictor_health_check",

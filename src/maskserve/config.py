@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from maskserve.domain import OutputMode
 
+Backend = Literal["auto", "torch", "onnx", "huggingface"]
+Quantize = Literal["none", "int8"]
 Dtype = Literal["auto", "float32", "float16", "bfloat16", "float", "half"]
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -52,10 +54,34 @@ class Settings(BaseSettings):
     # Compute.
     dtype: Dtype = Field("auto", **_flag("weights dtype; auto is float16 on CUDA, float32 on CPU"))
     device: Device = Field("auto", **_flag("where the model runs; auto picks CUDA when present"))
+    backend: Backend = Field(
+        "auto", **_flag("torch or onnx (ONNX Runtime); auto: onnx on a CPU when onnxruntime is installed")
+    )
+    quantize: Quantize = Field("none", **_flag("int8: dynamic int8 encoder weights (CPU, opt-in)"))
+    threads: int | None = Field(
+        None, ge=1, **_flag("intra-op threads for the model (default: the usable cores)")
+    )
+    onnx_cache_dir: str | None = Field(
+        None, **_flag("where exported ONNX models are kept (default: beside it)")
+    )
+
+    # Batching and admission control (see docs/batching.md for how the defaults were chosen).
+    max_batch_size: int = Field(32, ge=1, **_flag("most inputs in one model batch"))
+    max_batch_tokens: int = Field(4096, ge=1, **_flag("most padded tokens (inputs x longest) in one batch"))
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, **_flag("how long a batch that is not full waits for more inputs, in ms")
+    )
+    max_queue: int = Field(1024, ge=1, **_flag("inputs allowed to wait; beyond it requests get 429"))
 
     # Transport.
     host: str = Field("0.0.0.0", **_flag("address the servers bind to"))
     http_port: int = Field(8080, ge=0, le=65535, **_flag("HTTP port (KServe V1, V2 REST, HF Inference API)"))
+    grpc_port: int = Field(8081, ge=0, le=65535, **_flag("gRPC port (Open Inference Protocol)"))
+    enable_grpc: bool = Field(True, **_flag("serve the Open Inference Protocol over gRPC too"))
+    grpc_max_send_message_length: int = Field(8 * 1024 * 1024, ge=1024, **_flag("largest gRPC answer, bytes"))
+    grpc_max_receive_message_length: int = Field(
+        8 * 1024 * 1024, ge=1024, **_flag("largest gRPC request, bytes")
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", **_flag("log level"))
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ def test_load_json_rejects_empty_and_broken_bodies() -> None:
 
 def test_deeply_nested_inputs_are_a_bad_request() -> None:
     # Depending on the orjson version the parser refuses the depth itself or the shape check does.
-    with pytest.raises(BadRequest, match="depth limit|must be a string"):
+    with pytest.raises(BadRequest, match=r"depth limit|must be a string"):
         require_texts(load_json(b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")["inputs"], "inputs")
 
 

@@ -10,8 +10,18 @@ from typing import TypeVar
 
 from maskserve.backends.base import Backend
 from maskserve.core import postprocess
+from maskserve.core.batcher import Batcher, BatchLimits
 from maskserve.core.tokenize import TextEncoder
-from maskserve.domain import FillMaskParams, InputPredictions, KServeValue, MaskLogits, ModelInfo, OutputMode
+from maskserve.domain import (
+    EncodedText,
+    FillMaskParams,
+    Float32Array,
+    InputPredictions,
+    KServeValue,
+    MaskLogits,
+    ModelInfo,
+    OutputMode,
+)
 from maskserve.errors import BadRequest
 
 logger = logging.getLogger(__name__)
@@ -20,20 +30,30 @@ T = TypeVar("T")
 
 
 class Engine:
-    """Runs fill-mask requests; all model work happens off the event loop."""
+    """Runs fill-mask requests. Tokenization and post-processing run on a small thread pool, the model on
+    the batcher's own thread, so the event loop only routes."""
 
     def __init__(
-        self, info: ModelInfo, encoder: TextEncoder, backend: Backend, output_mode: OutputMode
+        self,
+        info: ModelInfo,
+        encoder: TextEncoder,
+        backend: Backend,
+        output_mode: OutputMode,
+        limits: BatchLimits | None = None,
     ) -> None:
         self.info = info
         self.encoder = encoder
         self.backend = backend
         self.output_mode = output_mode
-        # One worker: the backend already uses every core, a second would only contend with it.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskserve-model")
+        self.batcher = Batcher(self._run_batch, limits or BatchLimits())
+        # Two threads keep a long post-processing job from holding up the next request's tokenization.
+        self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskserve-cpu")
 
     async def _off_loop(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn)
+
+    def _run_batch(self, items: Sequence[EncodedText]) -> Float32Array:
+        return self.backend.mask_logits(self.encoder.pad(items))
 
     def validate(self, texts: Sequence[str], params: FillMaskParams) -> None:
         if not texts:
@@ -45,9 +65,18 @@ class Engine:
             )
 
     def infer(self, texts: Sequence[str]) -> list[MaskLogits]:
-        """Blocking: tokenize, run the backend on one padded batch, split the logits per input."""
+        """Blocking, unbatched: tokenize and run the backend on one padded batch (CLI and benchmarks)."""
         encoded = self.encoder.encode(texts)
-        logits = self.backend.mask_logits(self.encoder.pad(encoded))
+        return self._split(encoded, self._run_batch(encoded))
+
+    async def infer_async(self, texts: Sequence[str]) -> list[MaskLogits]:
+        """Through the batcher: this request's texts share batches with everyone else's."""
+        encoded = await self._off_loop(lambda: self.encoder.encode(texts))
+        logits = await self.batcher.submit(encoded)
+        return [MaskLogits(encoded=e, logits=lg) for e, lg in zip(encoded, logits, strict=True)]
+
+    @staticmethod
+    def _split(encoded: Sequence[EncodedText], logits: Float32Array) -> list[MaskLogits]:
         out: list[MaskLogits] = []
         start = 0
         for item in encoded:
@@ -59,24 +88,25 @@ class Engine:
     async def fill_mask(self, texts: Sequence[str], params: FillMaskParams) -> list[InputPredictions]:
         """Top-k candidates per mask per input, equal to ``pipeline("fill-mask")``."""
         self.validate(texts, params)
-
-        def run() -> list[InputPredictions]:
-            target_ids = self.encoder.target_ids(params.targets) if params.targets is not None else None
-            return [
-                postprocess.top_k_predictions(r, params, target_ids, self.encoder) for r in self.infer(texts)
-            ]
-
-        return await self._off_loop(run)
+        # Resolve targets before queueing, so a request with no valid target costs no compute.
+        targets = params.targets
+        target_ids = (
+            await self._off_loop(lambda: self.encoder.target_ids(targets)) if targets is not None else None
+        )
+        results = await self.infer_async(texts)
+        return await self._off_loop(
+            lambda: [postprocess.top_k_predictions(r, params, target_ids, self.encoder) for r in results]
+        )
 
     async def kserve_values(self, texts: Sequence[str]) -> list[KServeValue]:
         """KServe's per-input output in the server's output mode (top-1 text, probabilities or logits)."""
         self.validate(texts, FillMaskParams())
+        results = await self.infer_async(texts)
         mode = self.output_mode
+        return await self._off_loop(
+            lambda: [postprocess.kserve_value(r, mode, self.encoder) for r in results]
+        )
 
-        def run() -> list[KServeValue]:
-            return [postprocess.kserve_value(r, mode, self.encoder) for r in self.infer(texts)]
-
-        return await self._off_loop(run)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=False)
+    async def aclose(self) -> None:
+        await self.batcher.close()
+        self._cpu.shutdown(wait=True)

@@ -7,8 +7,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from maskserve.backends.torch_backend import TorchBackend
+from maskserve.backends.base import Backend
+from maskserve.backends.torch_backend import TorchBackend, resolve_device
 from maskserve.config import Settings
+from maskserve.core.batcher import BatchLimits
 from maskserve.core.engine import Engine
 from maskserve.core.tokenize import TextEncoder, load_tokenizer
 from maskserve.domain import ModelInfo
@@ -135,9 +137,7 @@ def load_engine(settings: Settings) -> Engine:
         config, getattr(tokenizer, "model_max_length", None), settings.max_length, source
     )
     try:
-        backend = TorchBackend.load(
-            path, device=settings.device, dtype=settings.dtype, trust_remote_code=settings.trust_remote_code
-        )
+        backend = load_backend(path, settings)
     except ValueError as exc:
         raise ModelLoadError(f"{source}: {exc}") from exc
     except Exception as exc:
@@ -157,4 +157,43 @@ def load_engine(settings: Settings) -> Engine:
         dtype=backend.dtype,
     )
     logger.info("serving %s as %r (%s, max_length %d)", model_id, info.name, architecture, max_length)
-    return Engine(info, TextEncoder(tokenizer, max_length), backend, settings.output_mode)
+    limits = BatchLimits(
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_delay_s=settings.max_batch_delay_ms / 1000,
+        max_queue=settings.max_queue,
+    )
+    return Engine(info, TextEncoder(tokenizer, max_length), backend, settings.output_mode, limits)
+
+
+def choose_backend(settings: Settings) -> str:
+    """``auto`` (and KServe's ``huggingface``) mean the torch backend."""
+    if settings.backend in {"torch", "onnx"}:
+        return settings.backend
+    return "torch"
+
+
+def load_backend(path: Path, settings: Settings) -> Backend:
+    quantize = None if settings.quantize == "none" else settings.quantize
+    kind = choose_backend(settings)
+    if kind == "onnx":
+        if resolve_device(settings.device) != "cpu":
+            raise ValueError("--backend onnx runs on the CPU; use --backend torch for CUDA")
+        from maskserve.backends.onnx_backend import OnnxBackend
+
+        cache = Path(settings.onnx_cache_dir) if settings.onnx_cache_dir else None
+        return OnnxBackend.load(
+            path,
+            cache_dir=cache,
+            quantize=quantize,
+            threads=settings.threads,
+            trust_remote_code=settings.trust_remote_code,
+        )
+    return TorchBackend.load(
+        path,
+        device=settings.device,
+        dtype=settings.dtype,
+        quantize=quantize,
+        threads=settings.threads,
+        trust_remote_code=settings.trust_remote_code,
+    )

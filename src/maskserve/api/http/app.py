@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from maskserve import __version__
 from maskserve.api.http.errors import install_error_handlers
+from maskserve.api.http.openapi import install_openapi
 from maskserve.api.http.responses import JSONResponse
 from maskserve.api.http.routes import hf, v1, v2
 from maskserve.core.engine import Engine
@@ -22,6 +23,7 @@ def create_app(engine: Engine) -> FastAPI:
     )
     app.state.engine = engine
     install_error_handlers(app)
+    install_openapi(app)
     for module in (v1, v2, hf):
         app.include_router(module.router)
     return app

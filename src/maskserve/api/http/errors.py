@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from maskserve.api.http.deps import ClientDisconnected
 from maskserve.api.http.responses import error_response
 from maskserve.errors import MaskserveError, ModelNotReady
 
@@ -37,6 +38,11 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return error_response(400, f"invalid request: '{where}': {first.get('msg')}")
 
 
+async def _client_gone(_: Request, exc: Exception) -> Response:
+    # Nobody will read this; 499 is what access logs conventionally record for it.
+    return Response(status_code=499)
+
+
 async def _unexpected(_: Request, exc: Exception) -> Response:
     logger.exception("unexpected error", exc_info=exc)
     return error_response(500, f"internal error ({type(exc).__name__}); the server logs have the details")
@@ -46,4 +52,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(MaskserveError, _maskserve_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnected, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -6,30 +6,38 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from maskserve.api.http.deps import engine_for, engine_of
+from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
+from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse
 from maskserve.core.engine import Engine
-from maskserve.protocols import hf
+from maskserve.protocols import hf, schemas
 
 router = APIRouter(tags=["Hugging Face Inference API"])
 
 
 async def _fill_mask(request: Request, engine: Engine) -> JSONResponse:
     parsed = hf.parse_hf_request(await request.body(), request.headers.get("content-type"))
-    results = await engine.fill_mask(parsed.texts, parsed.params)
+    results = await unless_disconnected(request, engine.fill_mask(parsed.texts, parsed.params))
     return JSONResponse(hf.render_hf_response(results, parsed.unwrap))
 
 
-@router.post("/models/{model_id:path}")
+_FILL_MASK: dict[str, Any] = {
+    "response_model": schemas.HFResponseBody,
+    "responses": ERRORS,
+    "openapi_extra": json_body(schemas.HFRequestBody, "text/plain"),
+}
+
+
+@router.post("/models/{model_id:path}", **_FILL_MASK)
 async def fill_mask_by_model(request: Request, model_id: str) -> JSONResponse:
     return await _fill_mask(request, engine_for(request, model_id))
 
 
-@router.post("/")
+@router.post("/", **_FILL_MASK)
 async def fill_mask(request: Request) -> JSONResponse:
     return await _fill_mask(request, engine_of(request))
 
 
-@router.get("/")
+@router.get("/", response_model=dict[str, str])
 async def root() -> dict[str, Any]:
     return {"status": "alive"}

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from maskserve import __version__
-from maskserve.api.http.deps import engine_for, engine_of
+from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
 from maskserve.api.http.responses import JSONResponse
-from maskserve.domain import FillMaskParams
+from maskserve.core import dataplane
 from maskserve.errors import NotFound
 from maskserve.protocols import v2
 
@@ -53,18 +53,6 @@ async def infer_version(name: str, version: str) -> None:
 
 @router.post("/v2/models/{name}/infer", response_model=v2.InferenceResponse)
 async def infer(request: Request, name: str) -> JSONResponse:
-    return JSONResponse(await _infer(request, name))
-
-
-async def _infer(request: Request, name: str) -> v2.InferenceResponse:
     engine = engine_for(request, name)
     parsed = v2.parse_infer_request(await request.body())
-    texts = v2.decode_texts(parsed)
-    params = v2.request_params(parsed)
-    topk = v2.requested_topk(parsed)
-    if topk is not None:
-        results = await engine.fill_mask(texts, params or FillMaskParams())
-        return v2.render_topk(engine.info, parsed, results, topk)
-    if params is not None:
-        return v2.render_candidates_json(engine.info, parsed, await engine.fill_mask(texts, params))
-    return v2.render_kserve_values(engine.info, parsed, await engine.kserve_values(texts))
+    return JSONResponse(await unless_disconnected(request, dataplane.v2_infer(engine, parsed)))

@@ -1,0 +1,117 @@
+"""ONNX Runtime backend: the masked LM exported once (head at the masks only), cached, run on the CPU.
+
+The graph takes ``input_ids, attention_mask, [token_type_ids], mask_rows, mask_cols`` (int64; dynamic
+batch, sequence and mask counts) and returns float32 ``logits [masks, vocab]``. How it is built and cached
+is in :mod:`maskserve.backends.onnx_export`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskserve.backends import onnx_export as _export
+from maskserve.backends.base import EncodedBatch
+from maskserve.backends.torch_backend import default_threads
+from maskserve.domain import Float32Array
+
+logger = logging.getLogger(__name__)
+
+_MISSING_ORT = "--backend onnx needs onnxruntime: pip install 'maskserve[onnx]'"
+
+
+def _import_ort() -> Any:
+    try:
+        import onnx  # noqa: F401  (the export and the quantizer need it too)
+        import onnxruntime
+    except ImportError as exc:
+        raise ValueError(_MISSING_ORT) from exc
+    return onnxruntime
+
+
+class OnnxBackend:
+    name = "onnx"
+    device = "cpu"
+
+    def __init__(self, session: Any, meta: dict[str, Any], *, quantize: str | None = None) -> None:
+        self._session = session
+        self._inputs = {item.name for item in session.get_inputs()}
+        self._head_at_masks = bool(meta.get("head_at_masks", False))
+        self.vocab_size = int(meta["vocab_size"])
+        self.dtype = "float32" if quantize is None else f"float32+{quantize}"
+        self.optimized = bool(meta.get("optimized", False))
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        *,
+        cache_dir: Path | None = None,
+        quantize: str | None = None,
+        threads: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> OnnxBackend:
+        ort = _import_ort()
+        if quantize not in {None, "int8"}:
+            raise ValueError(f"--backend onnx cannot quantize to {quantize!r}; only int8")
+        path = Path(path)
+        threads = threads or default_threads()
+        root = _export.cache_root(path, cache_dir)
+        started = time.perf_counter()
+        if quantize == "int8":
+            reduce = _export.reduce_range()
+            entry = root / f"{_export.cache_key(path, quantize, reduce_range=reduce)}-int8"
+            if _export.read_entry(entry) is None:
+                source = _ensure_fp32(ort, path, root, threads=threads, trust_remote_code=trust_remote_code)
+                with _export.building(entry) as scratch:
+                    _export.build_int8(source, scratch, reduce=reduce)
+        else:
+            entry = _ensure_fp32(ort, path, root, threads=threads, trust_remote_code=trust_remote_code)
+        meta = _export.read_entry(entry)
+        if meta is None:  # pragma: no cover - the entry was just published
+            raise ValueError(f"the ONNX cache entry {entry} vanished while loading it")
+        session = _export.session(ort, entry / _export.MODEL_FILE, threads)
+        logger.info(
+            "ONNX Runtime %s serving %s (%s%s, %d threads) from %s, ready in %.1f s",
+            ort.__version__,
+            meta["architecture"],
+            "float32" if quantize is None else f"float32+{quantize}",
+            ", transformer fusions" if meta.get("optimized") else "",
+            threads,
+            entry,
+            time.perf_counter() - started,
+        )
+        return cls(session, meta, quantize=quantize)
+
+    @property
+    def head_at_masks(self) -> bool:
+        return self._head_at_masks
+
+    def mask_logits(self, batch: EncodedBatch) -> Float32Array:
+        ids = np.ascontiguousarray(batch.input_ids, dtype=np.int64)
+        types = batch.token_type_ids
+        feed = {
+            "input_ids": ids,
+            "attention_mask": np.ascontiguousarray(batch.attention_mask, dtype=np.int64),
+            "token_type_ids": np.zeros_like(ids) if types is None else np.ascontiguousarray(types, np.int64),
+            "mask_rows": np.ascontiguousarray(batch.mask_rows, dtype=np.int64),
+            "mask_cols": np.ascontiguousarray(batch.mask_cols, dtype=np.int64),
+        }
+        # The exporter drops inputs a model never reads (DeBERTa-v2 without token types, for one).
+        logits = self._session.run([_export.OUTPUT], {k: v for k, v in feed.items() if k in self._inputs})[0]
+        return np.ascontiguousarray(logits, dtype=np.float32)
+
+
+def _ensure_fp32(ort: Any, path: Path, root: Path, *, threads: int, trust_remote_code: bool) -> Path:
+    entry = root / f"{_export.cache_key(path, None)}-fp32"
+    if _export.read_entry(entry) is not None:
+        logger.info("reusing the cached ONNX export %s", entry)
+        return entry
+    logger.info("exporting %s to ONNX (once; cached in %s)", path, root)
+    with _export.building(entry) as scratch:
+        _export.build_fp32(ort, path, scratch, threads=threads, trust_remote_code=trust_remote_code)
+    return entry

@@ -1,0 +1,524 @@
+"""Build the ONNX graphs the ONNX Runtime backend runs, and keep them in an on-disk cache.
+
+One cache entry is a directory ``<key>-fp32`` or ``<key>-int8`` holding ``model.onnx`` (plus
+``model.onnx.data`` for graphs past protobuf's 2 GB) and ``meta.json``. An entry is built in a temporary
+directory beside it and published with one ``os.replace``, so a crash never leaves a half-written model
+where a later load would find it, and two processes racing to build the same entry both end up using one.
+
+The fp32 entry holds the graph ONNX Runtime's transformer optimizer produced when that graph loads and
+matches the plain export on a probe batch, otherwise the plain export; the int8 entry is derived from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import inspect
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskserve.domain import Float32Array
+
+logger = logging.getLogger(__name__)
+
+# Bump whenever the graphs this module writes change (inputs, export settings, optimizer or quantizer
+# options): the version is part of every cache key, so old entries are then simply not found.
+EXPORT_VERSION = 1
+OPSET = 17
+MODEL_FILE = "model.onnx"
+META_FILE = "meta.json"
+OUTPUT = "logits"
+
+# Encoders whose exported graph ONNX Runtime's "bert" fusions understand. Anything else still gets the
+# session-level ORT_ENABLE_ALL optimizations, just not the python fusions (Attention, SkipLayerNorm, ...).
+_BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"}
+_BIG_GRAPH_BYTES = 1_800_000_000  # past this, graphs are saved with external data (protobuf caps at 2 GB)
+_STALE_TMP_SECONDS = 24 * 3600
+_SAMPLE = 1 << 20
+# The batch every graph is checked on (against torch, and the optimized graph against the plain one); the
+# export traces a batch of another shape, so a graph that only works at its trace shape fails the check.
+PROBE_SHAPE = {"batch": 3, "length": 13}
+
+
+# --- cache keys and locations ---
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a whole small file, or of its size plus first, middle and last MB when it is large.
+
+    Weight files are hundreds of MB and hashed on every start: sampling keeps a cache hit at ~30 ms where
+    a full sha256 of a bert-base takes ~2.5 s here (3x that for a large model). Fine-tuning or converting a
+    checkpoint changes the tensors in all three samples; the change this misses is a same-size edit that
+    spares all three MB, which no training run makes. size+mtime is not used: copies and hub snapshots
+    change mtimes without changing weights (a needless re-export) and an in-place edit may keep them.
+    """
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        if size <= 3 * _SAMPLE:
+            digest.update(handle.read())
+        else:
+            for offset in (0, size // 2, size - _SAMPLE):
+                handle.seek(offset)
+                digest.update(handle.read(_SAMPLE))
+    return digest.hexdigest()
+
+
+def _model_files(path: Path) -> list[Path]:
+    patterns = ("config.json", "*.safetensors", "*.bin", "*.index.json", "*.py")
+    found = {p for pattern in patterns for p in path.glob(pattern) if p.is_file()}
+    return sorted(found, key=lambda p: p.name)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def cache_key(path: Path, quantize: str | None, *, reduce_range: bool = False) -> str:
+    """Hash of everything the cached graph depends on: model files, library versions, settings."""
+    record = {
+        "files": [(p.name, p.stat().st_size, _file_digest(p)) for p in _model_files(path)],
+        "versions": {pkg: _version(pkg) for pkg in ("torch", "transformers", "onnxruntime", "onnx")},
+        "export_version": EXPORT_VERSION,
+        "opset": OPSET,
+        "quantize": quantize,
+        "reduce_range": reduce_range if quantize else None,
+    }
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _usable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def cache_root(model_dir: Path, cache_dir: Path | None) -> Path:
+    """``cache_dir``, else ``<model dir>/.maskserve-onnx`` when writable, else ``~/.cache/maskserve/onnx``."""
+    if cache_dir is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"cannot use {cache_dir} as the ONNX cache: {exc}") from exc
+        return cache_dir
+    beside = model_dir / ".maskserve-onnx"
+    if _usable(beside):
+        return beside
+    home = Path.home() / ".cache" / "maskserve" / "onnx"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def read_entry(entry: Path) -> dict[str, Any] | None:
+    """The metadata of a published entry, or None when there is none."""
+    if not (entry / MODEL_FILE).is_file() or not (entry / META_FILE).is_file():
+        return None
+    meta: dict[str, Any] = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
+    return meta
+
+
+@contextmanager
+def building(entry: Path) -> Iterator[Path]:
+    """A scratch directory that becomes ``entry`` atomically when the block completes without error."""
+    _sweep_stale(entry.parent)
+    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=entry.parent))
+    try:
+        yield scratch
+        try:
+            os.replace(scratch, entry)
+        except OSError:
+            if read_entry(entry) is None:
+                raise
+            logger.info("another process published %s first; using it", entry)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sweep_stale(root: Path) -> None:
+    """Remove scratch directories a crashed build left behind (only old ones: a build may be running)."""
+    now = time.time()
+    for stale in root.glob(".tmp-*"):
+        try:
+            if now - stale.stat().st_mtime > _STALE_TMP_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            continue
+
+
+class _DropPreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def quiet_ort_logs() -> Iterator[None]:
+    """Silence ORT's optimizer and quantizer chatter for one build step.
+
+    Both log every node they touch at INFO (the quantizer on the root logger), and the quantizer warns to
+    "run pre-processing", which the transformer optimizer has already done. This runs while the model
+    loads, before anything is served, so the process-wide ``logging.disable`` touches nothing else.
+    """
+    previous = logging.root.manager.disable
+    hint = _DropPreprocessingHint()
+    logging.disable(max(previous, logging.INFO))
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
+        logging.disable(previous)
+
+
+def write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+
+
+# --- ONNX Runtime helpers ---
+
+
+def session(ort: Any, model: Path, threads: int, *, level: str = "ORT_ENABLE_ALL") -> Any:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def probe_feed(vocab_size: int, token_types: bool, *, batch: int, length: int) -> dict[str, np.ndarray]:
+    """A padded batch with masks in every row; the rows get shorter towards the end of the batch."""
+    rng = np.random.default_rng(batch * 1000 + length)
+    ids = rng.integers(0, vocab_size, size=(batch, length), dtype=np.int64)
+    attention = np.ones((batch, length), dtype=np.int64)
+    for row in range(1, batch):
+        attention[row, length - 2 * row :] = 0
+    rows = np.repeat(np.arange(batch, dtype=np.int64), 2)
+    cols = np.array([c for row in range(batch) for c in (1, max(1, length - 2 * row - 2))], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": attention}
+    if token_types:
+        feed["token_type_ids"] = np.zeros_like(ids)
+    feed["mask_rows"], feed["mask_cols"] = rows, cols
+    return feed
+
+
+def run(sess: Any, feed: dict[str, np.ndarray]) -> Float32Array:
+    """Logits for ``feed``, less any input the exporter pruned because the model never reads it."""
+    names = {item.name for item in sess.get_inputs()}
+    out: Float32Array = sess.run([OUTPUT], {k: v for k, v in feed.items() if k in names})[0]
+    return out
+
+
+def close(got: Float32Array, want: Float32Array, tolerance: float) -> tuple[bool, float]:
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    return got.shape == want.shape and diff <= tolerance * scale, diff
+
+
+# --- export ---
+
+
+def accepts_token_types(model: Any) -> bool:
+    # inspect.signature follows __wrapped__: transformers 5 decorates forward(*args, **kwargs).
+    return "token_type_ids" in inspect.signature(model.forward).parameters
+
+
+def head_scope(model: Any) -> str | None:
+    """The ONNX node-name scope of the LM head (``/model/cls/``), from the module the head hook uses."""
+    from maskserve.backends.heads import find_head
+
+    head = find_head(model)
+    for name, module in model.named_modules():
+        if module is head and name:
+            return "/model/" + str(name).replace(".", "/") + "/"
+    return None
+
+
+def export_onnx(
+    model_dir: Path, out: Path, *, trust_remote_code: bool = False
+) -> tuple[dict[str, Any], Float32Array]:
+    """Export ``(ids, attention, [token types], rows, cols) -> [masks, vocab]`` logits to ``out``.
+
+    Returns the entry's metadata and torch's logits on the probe batch (``PROBE_SHAPE``), which the caller
+    checks the graph against. Raises ValueError when the architecture does not export.
+    """
+    import torch
+    from transformers import AutoModelForMaskedLM
+
+    from maskserve.backends.heads import MaskLogitsModule
+
+    # Eager attention exports as plain MatMul/Softmax, the pattern ORT's Attention fusion recognises.
+    model = AutoModelForMaskedLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, trust_remote_code=trust_remote_code, attn_implementation="eager"
+    )
+    model.eval()
+    architecture = type(model).__name__
+    token_types = accepts_token_types(model)
+    # eval() on the wrapper too: the exporter restores the wrapper's train/eval mode afterwards, recursively.
+    wrapper = MaskLogitsModule(model, token_types=token_types).eval()
+    vocab_size = int(model.config.vocab_size)
+    names = ["input_ids", "attention_mask", *(["token_type_ids"] if token_types else []), "mask_rows"]
+    names.append("mask_cols")
+
+    def tensors(feed: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(feed[name]) for name in names)
+
+    probe = probe_feed(vocab_size, token_types, **PROBE_SHAPE)
+    probe_inputs = {k: torch.from_numpy(v) for k, v in probe.items() if k in names[:-2]}
+    wrapper.head.verify(
+        probe_inputs, torch.from_numpy(probe["mask_rows"]), torch.from_numpy(probe["mask_cols"])
+    )
+    # The trace dummy has padding (so no "no padding" shortcut is baked in) and another shape than the probe.
+    dummy = probe_feed(vocab_size, token_types, batch=2, length=8)
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in names[:-2]}
+    dynamic |= {"mask_rows": {0: "masks"}, "mask_cols": {0: "masks"}, OUTPUT: {0: "masks"}}
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer and legacy-exporter warnings, all benign here
+            torch.onnx.export(
+                wrapper,
+                tensors(dummy),
+                str(out),
+                input_names=names,
+                output_names=[OUTPUT],
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        with torch.inference_mode():
+            want = wrapper(*tensors(probe)).float().numpy()
+    except Exception as exc:
+        raise ValueError(f"cannot export {architecture} to ONNX: {type(exc).__name__}: {exc}") from exc
+    logger.info("exported %s to ONNX in %.1f s", architecture, time.perf_counter() - started)
+    return {
+        "architecture": architecture,
+        "model_type": str(getattr(model.config, "model_type", "")),
+        "vocab_size": vocab_size,
+        "token_types": token_types,
+        "head_at_masks": bool(wrapper.head.enabled),
+        "head_scope": head_scope(model),
+        "num_heads": int(getattr(model.config, "num_attention_heads", getattr(model.config, "n_heads", 0))),
+        "hidden_size": int(getattr(model.config, "hidden_size", getattr(model.config, "dim", 0))),
+    }, want
+
+
+def build_fp32(ort: Any, model_dir: Path, scratch: Path, *, threads: int, trust_remote_code: bool) -> None:
+    """Export into ``scratch``, check the graph against torch, optimize it when that is safe, write meta."""
+    raw = scratch / "export" / MODEL_FILE
+    fused = scratch / "optimized" / MODEL_FILE
+    raw.parent.mkdir()
+    fused.parent.mkdir()
+    meta, want = export_onnx(model_dir, raw, trust_remote_code=trust_remote_code)
+    probe = probe_feed(meta["vocab_size"], meta["token_types"], **PROBE_SHAPE)
+    try:
+        got = run(session(ort, raw, threads), probe)
+    except Exception as exc:
+        raise ValueError(f"ONNX Runtime cannot run the export of {meta['architecture']}: {exc}") from exc
+    ok, diff = close(got, want, 1e-3)
+    if not ok:
+        # The trace baked a shape or a branch into the graph: it only works at the shape it was traced at.
+        raise ValueError(
+            f"the ONNX export of {meta['architecture']} disagrees with torch on a batch of another shape "
+            f"(max |diff| {diff:.3g}); use --backend torch"
+        )
+    meta["optimized"] = _optimize(ort, raw, fused, meta, probe, got, threads)
+    chosen = fused if meta["optimized"] else raw
+    for item in chosen.parent.iterdir():
+        os.replace(item, scratch / item.name)
+    shutil.rmtree(raw.parent)
+    shutil.rmtree(fused.parent)
+    write_meta(scratch, meta)
+
+
+def _big(model: Path) -> bool:
+    return sum(p.stat().st_size for p in model.parent.iterdir() if p.is_file()) > _BIG_GRAPH_BYTES
+
+
+def _optimize(
+    ort: Any,
+    raw: Path,
+    out: Path,
+    meta: dict[str, Any],
+    probe: dict[str, np.ndarray],
+    reference: Float32Array,
+    threads: int,
+) -> bool:
+    """ORT's transformer fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu).
+
+    Kept only when the fused graph loads and matches the plain one on the probe batch.
+    """
+    if meta["model_type"] not in _BERT_LIKE or meta["num_heads"] <= 0 or meta["hidden_size"] <= 0:
+        logger.info("no transformer fusions for model type %r; using the plain export", meta["model_type"])
+        return False
+    started = time.perf_counter()
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        # opt_level 1: ORT's basic, provider-independent rewrites before the python fusions; level 2+ would
+        # bake CPU-only kernels into the file, which the session's own ORT_ENABLE_ALL pass adds anyway.
+        with quiet_ort_logs():
+            optimized = optimize_model(
+                str(raw),
+                model_type="bert",
+                num_heads=meta["num_heads"],
+                hidden_size=meta["hidden_size"],
+                opt_level=1,
+                use_gpu=False,
+            )
+            optimized.save_model_to_file(str(out), use_external_data_format=_big(raw))
+            fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+        got = run(session(ort, out, threads), probe)
+    except Exception as exc:
+        logger.warning("ONNX Runtime's transformer optimizer failed (%s); using the plain export", exc)
+        return False
+    ok, diff = close(got, reference, 1e-4)
+    if not ok:
+        logger.warning(
+            "the optimized graph differs from the export (max |diff| %.3g); using the export", diff
+        )
+        return False
+    logger.info("optimized the ONNX graph in %.1f s: %s", time.perf_counter() - started, fused)
+    return True
+
+
+def head_nodes(graph: Any, scope: str | None) -> list[str]:
+    """Names of the nodes computing the LM head: every node downstream of the mask indices (the head
+    runs on the gathered rows), plus every node in the head module's name scope (the full-head fallback)."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found: dict[str, Any] = {}
+    frontier = ["mask_rows", "mask_cols"]
+    while frontier:
+        for node in consumers.get(frontier.pop(), []):
+            if node.name not in found:
+                found[node.name] = node
+                frontier.extend(node.output)
+    if scope:
+        found.update({node.name: node for node in graph.node if scope in node.name})
+    return sorted(found)
+
+
+def reduce_range() -> bool:
+    """Whether int8 weights must use 7 bits: on x86 without VNNI.
+
+    There ONNX Runtime's u8 x s8 kernels add pairs of products in int16 (vpmaddubsw), which saturates
+    with full-range weights: 255 x 127 summed over 256 terms comes out halved on an AVX-512BW Xeon without
+    VNNI. 7-bit weights cannot overflow it. With VNNI (and off x86) the full int8 range is exact.
+    """
+    if platform.machine().lower() not in {"x86_64", "amd64", "i386", "i686"}:
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return "vnni" not in flags
+
+
+def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
+    """Dynamic int8 (per-channel QInt8 weights) for the encoder's MatMuls and fused Attention nodes.
+
+    The LM head stays float, and so does the word-embedding matrix, which is tied to (the very same
+    initializer as) the head's vocabulary projection: that projection turns small hidden-state errors into
+    rank changes among tens of thousands of tokens, and quantizing it is what flips top-1 predictions. It
+    runs at the masks only, so float costs little. Gather and EmbedLayerNormalization are not in the
+    quantized op types, so the embedding lookup keeps reading the float matrix.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+    model = onnx.load(str(source / MODEL_FILE))
+    head = set(head_nodes(model.graph, meta.get("head_scope")))
+    untie_gemms(model, head)
+    # The quantizer renames what it rewrites (X -> X_MatMul, X_Add); exclude those names too.
+    excluded = sorted(head | {f"{name}{suffix}" for name in head for suffix in ("_MatMul", "_Add")})
+    started = time.perf_counter()
+    try:
+        with quiet_ort_logs():
+            quantize_dynamic(
+                model_input=model,
+                model_output=str(scratch / MODEL_FILE),
+                op_types_to_quantize=["MatMul", "Attention"],
+                per_channel=True,
+                reduce_range=reduce,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                use_external_data_format=_big(source / MODEL_FILE),
+                # Shape inference stops at contrib ops (Attention, SkipLayerNorm...); their outputs are float.
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    except Exception as exc:
+        raise ValueError(f"cannot quantize {meta['architecture']} to int8: {exc}") from exc
+    logger.info(
+        "quantized the ONNX graph to int8 in %.1f s (%d head nodes kept float)",
+        time.perf_counter() - started,
+        len(head),
+    )
+    write_meta(scratch, {**meta, "quantize": "int8", "reduce_range": reduce})
+
+
+def untie_gemms(model: Any, head: set[str]) -> None:
+    """Turn the head's ``Gemm``s (and any whose weight is shared) into ``FusedMatMul`` + ``Add``, in place.
+
+    The dynamic quantizer rewrites every ``Gemm(transB=1)`` as a ``MatMul`` and transposes its weight
+    initializer in place, assuming nothing else reads it. With tied embeddings the head's projection and
+    the embedding lookup read the same initializer, so that would hand the lookup a transposed matrix.
+    ``FusedMatMul`` (an ONNX Runtime contrib op) multiplies by the transposed weight without copying it,
+    and is not an op the quantizer touches.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA")
+        if node.op_type != "Gemm" or not plain or (node.name not in head and readers[node.input[1]] < 2):
+            nodes.append(node)
+            continue
+        product = f"{node.output[0]}_product" if len(node.input) > 2 else node.output[0]
+        nodes.append(
+            helper.make_node(
+                "FusedMatMul",
+                [node.input[0], node.input[1]],
+                [product],
+                name=f"{node.name}_FusedMatMul",
+                domain="com.microsoft",
+                transB=int(attrs.get("transB", 0)),
+            )
+        )
+        if len(node.input) > 2:
+            nodes.append(
+                helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Bias")
+            )
+        head.update({f"{node.name}_FusedMatMul", f"{node.name}_Bias"})
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))

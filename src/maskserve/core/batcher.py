@@ -1,0 +1,189 @@
+"""Cross-request dynamic batching in front of one model worker.
+
+Every text of every request is one queue item. One loop cuts batches and runs them, one at a time, on a
+dedicated thread, so while the model computes a batch the next one gathers. A batch is cut by a maximum
+size and a budget of padded tokens; it always starts with the oldest waiting item (nothing starves) and is
+filled with the items closest to it in length (little padding). Items whose request was cancelled (the
+client left) are dropped before compute. A failing batch fails only its own items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from maskserve.domain import EncodedText, Float32Array
+from maskserve.errors import BadRequest, InferenceFailed, Overloaded
+
+logger = logging.getLogger(__name__)
+
+RunBatch = Callable[[Sequence[EncodedText]], Float32Array]
+
+
+@dataclass
+class BatchStats:
+    """Counters for metrics and tests."""
+
+    batches: int = 0
+    items: int = 0
+    padded_tokens: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    failed_batches: int = 0
+    last_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Item:
+    encoded: EncodedText
+    future: asyncio.Future[Float32Array]
+    enqueued: float
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_batch_size: int = 32
+    max_batch_tokens: int = 4096
+    max_delay_s: float = 0.002
+    max_queue: int = 1024
+
+
+def cut_batch(pending: list[_Item], limits: BatchLimits) -> list[_Item]:
+    """Oldest item first, then the items nearest to it in length while size and padded-token budget allow."""
+    oldest = pending[0]
+    chosen = [oldest]
+    width = oldest.encoded.length
+    others = sorted(pending[1:], key=lambda it: (abs(it.encoded.length - oldest.encoded.length), it.enqueued))
+    for item in others:
+        if len(chosen) >= limits.max_batch_size:
+            break
+        new_width = max(width, item.encoded.length)
+        if new_width * (len(chosen) + 1) > limits.max_batch_tokens:
+            continue
+        chosen.append(item)
+        width = new_width
+    return chosen
+
+
+class Batcher:
+    def __init__(
+        self, run_batch: RunBatch, limits: BatchLimits, *, thread_name: str = "maskserve-model"
+    ) -> None:
+        self._run_batch = run_batch
+        self.limits = limits
+        self.stats = BatchStats()
+        self._pending: list[_Item] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        # One thread: the backend already spreads one batch over every core.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    def _ensure_started(self) -> asyncio.Event:
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="maskserve-batcher")
+        assert self._wakeup is not None
+        return self._wakeup
+
+    async def submit(self, items: Sequence[EncodedText]) -> list[Float32Array]:
+        """Logits at the masks of each item, [masks, vocab] each, in order."""
+        if len(items) > self.limits.max_queue:
+            raise BadRequest(
+                f"a request may hold at most {self.limits.max_queue} inputs, this one has {len(items)}"
+            )
+        if self.queued + len(items) > self.limits.max_queue:
+            self.stats.rejected += 1
+            raise Overloaded(
+                f"the server is at capacity ({self.queued} inputs waiting, limit {self.limits.max_queue}); "
+                "retry shortly"
+            )
+        wakeup = self._ensure_started()
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        queued = [_Item(e, loop.create_future(), now) for e in items]
+        self._pending.extend(queued)
+        wakeup.set()
+        try:
+            return list(await asyncio.gather(*(q.future for q in queued)))
+        except asyncio.CancelledError:
+            # The client left: whatever has not been computed yet is dropped from the queue.
+            for q in queued:
+                q.future.cancel()
+            raise
+
+    async def _next_batch(self) -> list[_Item]:
+        assert self._wakeup is not None
+        while True:
+            live = [it for it in self._pending if not it.future.done()]
+            self.stats.dropped += len(self._pending) - len(live)
+            self._pending = live
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            if len(self._pending) < self.limits.max_batch_size:
+                # A short wait lets a burst of concurrent requests land in the same batch.
+                remaining = self._pending[0].enqueued + self.limits.max_delay_s - time.monotonic()
+                if remaining > 0:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), timeout=remaining)
+                    continue
+            batch = cut_batch(self._pending, self.limits)
+            chosen = {id(it) for it in batch}
+            self._pending = [it for it in self._pending if id(it) not in chosen]
+            return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._next_batch()
+            live = [it for it in batch if not it.future.done()]
+            self.stats.dropped += len(batch) - len(live)
+            if not live:
+                continue
+            try:
+                logits = await loop.run_in_executor(
+                    self._executor, self._run_batch, [it.encoded for it in live]
+                )
+            except Exception as exc:
+                self.stats.failed_batches += 1
+                logger.exception("a batch of %d inputs failed", len(live))
+                error = InferenceFailed(
+                    f"inference failed for this request's batch: {type(exc).__name__}: {exc}"
+                )
+                for it in live:
+                    if not it.future.done():
+                        it.future.set_exception(error)
+                continue
+            self._record(live)
+            start = 0
+            for it in live:
+                end = start + len(it.encoded.mask_positions)
+                if not it.future.done():
+                    it.future.set_result(logits[start:end])
+                start = end
+
+    def _record(self, batch: list[_Item]) -> None:
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self.stats.padded_tokens += len(batch) * max(it.encoded.length for it in batch)
+        self.stats.last_sizes = [*self.stats.last_sizes[-99:], len(batch)]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for it in self._pending:
+            it.future.cancel()
+        self._executor.shutdown(wait=True)

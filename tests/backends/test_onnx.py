@@ -1,0 +1,186 @@
+"""The ONNX Runtime backend: parity with torch, the export cache, int8, errors.
+
+Fixture model directories are shared by the whole session and stay read-only: every load here passes
+``cache_dir`` or works on a copy of the model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from maskserve.backends import onnx_export
+from maskserve.backends.base import EncodedBatch
+from maskserve.backends.onnx_backend import OnnxBackend
+from support.engines import engine_for
+from support.models import build_bert
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the module, so each family is exported once."""
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+def _batch(path: Path, texts: list[str]) -> EncodedBatch:
+    encoder = engine_for(path).encoder
+    return encoder.pad(encoder.encode(texts))
+
+
+def _texts(path: Path) -> list[str]:
+    mask = engine_for(path).encoder.mask_token
+    long = " ".join(["the children read a story about a king who lived by the sea ."] * 2)
+    return [
+        f"the cat sat on the {mask} .",
+        f"a little {mask} sang a song in the old tree near the {mask} .",
+        f"{mask}",
+        f"{long} and the {mask} was {mask} .",
+    ]
+
+
+def test_parity_with_torch(mlm_dir: tuple[str, Path], onnx_cache: Path) -> None:
+    family, path = mlm_dir
+    backend = OnnxBackend.load(path, cache_dir=onnx_cache)
+    reference = engine_for(path).backend
+    assert (backend.name, backend.device, backend.dtype) == ("onnx", "cpu", "float32")
+    assert backend.vocab_size == reference.vocab_size
+    assert backend.head_at_masks, family
+    texts = _texts(path)
+    # Shapes unlike the export's dummy (2 x 8) and probe (3 x 13): 4 rows of up to ~40 tokens, 1 row, ...
+    for chunk in (texts, texts[:1], texts[2:3], texts[1:3]):
+        batch = _batch(path, chunk)
+        got = backend.mask_logits(batch)
+        want = reference.mask_logits(batch)
+        assert got.dtype == np.float32
+        assert got.shape == (len(batch.mask_rows), backend.vocab_size)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=family)
+    assert _batch(path, texts).input_ids.shape[1] > 30
+
+
+def test_cache_is_reused_and_keyed_by_the_weights(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(bert_dir, model)
+    batch = _batch(bert_dir, _texts(bert_dir))
+    first = OnnxBackend.load(model).mask_logits(batch)
+    cache = model / ".maskserve-onnx"  # the default location, beside the weights
+    (entry,) = cache.iterdir()
+    assert entry.name.endswith("-fp32")
+    assert {p.name for p in entry.iterdir()} == {"model.onnx", "meta.json"}
+    assert json.loads((entry / "meta.json").read_text())["optimized"]
+
+    def no_export(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    np.testing.assert_array_equal(OnnxBackend.load(model).mask_logits(batch), first)
+
+    build_bert(model, seed=1)  # same files, same sizes, other weights
+    with pytest.raises(AssertionError, match="exported again"):
+        OnnxBackend.load(model)
+    monkeypatch.undo()
+    changed = OnnxBackend.load(model).mask_logits(batch)
+    assert len(list(cache.iterdir())) == 2
+    assert not np.allclose(changed, first)
+    assert not list(cache.glob(".tmp-*"))
+
+
+def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    given = tmp_path / "given"
+    assert onnx_export.cache_root(tmp_path / "model", given) == given
+    (tmp_path / "model").mkdir()
+    assert onnx_export.cache_root(tmp_path / "model", None) == tmp_path / "model" / ".maskserve-onnx"
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+    unwritable = tmp_path / "weights.bin"  # a file: nothing can be created under it
+    unwritable.write_bytes(b"")
+    assert onnx_export.cache_root(unwritable, None) == tmp_path / "home" / ".cache" / "maskserve" / "onnx"
+
+
+def _downstream_of_masks(graph: Any) -> list[Any]:
+    """The nodes computing the LM head: everything that depends on the mask positions."""
+    seen: dict[str, Any] = {}
+    frontier = {"mask_rows", "mask_cols"}
+    while frontier:
+        name = frontier.pop()
+        for node in graph.node:
+            if name in node.input and node.name not in seen:
+                seen[node.name] = node
+                frontier.update(node.output)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
+def test_int8_quantizes_the_encoder_but_not_the_head(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool
+) -> None:
+    import onnx
+
+    if not fused:  # the plain export: a Gather and the head's Gemm read one tied embedding initializer
+        monkeypatch.setattr(onnx_export, "_BERT_LIKE", set())
+    fp32 = OnnxBackend.load(bert_dir, cache_dir=tmp_path)
+    int8 = OnnxBackend.load(bert_dir, cache_dir=tmp_path, quantize="int8")
+    assert int8.dtype == "float32+int8"
+    assert int8.head_at_masks
+    batch = _batch(bert_dir, _texts(bert_dir))
+    got, want = int8.mask_logits(batch), fp32.mask_logits(batch)
+    assert got.shape == want.shape == (len(batch.mask_rows), fp32.vocab_size)
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
+
+    # The int8 graph is a cache entry of its own, beside the fp32 one it was made from.
+    assert sorted(p.name.rsplit("-", 1)[1] for p in tmp_path.iterdir()) == ["fp32", "int8"]
+    (entry,) = tmp_path.glob("*-int8")
+    model = onnx.load(str(entry / "model.onnx"))
+    graph = model.graph
+    ops = [node.op_type for node in graph.node]
+    assert "MatMulInteger" in ops  # the encoder's feed-forward and output projections
+    # 2 layers x (q, k, v, attention output, up, down); fused, q/k/v are one QAttention per layer.
+    assert ops.count("MatMulInteger") == (6 if fused else 12)
+    assert ops.count("QAttention") == (2 if fused else 0)
+
+    quantized = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}
+    head = _downstream_of_masks(graph)
+    assert head, "the head runs downstream of the mask positions"
+    assert not [node.name for node in head if node.op_type in quantized]
+
+    # The tied word-embedding matrix stays float, [vocab, hidden], read by the lookup and the head.
+    floats = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    readers: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in floats:
+                readers.setdefault(name, set()).add(node.op_type)
+    hidden = json.loads((entry / "meta.json").read_text())["hidden_size"]
+    (embedding,) = [name for name, t in floats.items() if list(t.dims) == [fp32.vocab_size, hidden]]
+    assert readers[embedding] & {"Gather", "EmbedLayerNormalization"}
+    assert embedding in {name for node in head for name in node.input}
+
+
+def test_missing_onnxruntime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    message = "--backend onnx needs onnxruntime: pip install 'maskserve[onnx]'"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        OnnxBackend.load(tmp_path)
+
+
+def test_export_failure_is_a_value_error(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("unsupported operator aten::frobnicate")
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    with pytest.raises(ValueError, match=r"cannot export BertForMaskedLM to ONNX: .*frobnicate"):
+        OnnxBackend.load(bert_dir, cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing half-built is left behind

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from maskserve.backends.heads import MaskedHead, find_head
+from maskserve.backends.torch_backend import TorchBackend, quantize_int8, resolve_dtype
+from support.engines import engine_for
+from support.models import mask_of
+
+
+def _tiny(config_cls: Any, model_cls: Any, **extra: Any) -> nn.Module:
+    torch.manual_seed(0)
+    config = config_cls(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        **extra,
+    )
+    return model_cls(config).eval()
+
+
+def _architectures() -> list[tuple[str, Any]]:
+    import transformers as tf
+
+    return [
+        ("bert", lambda: _tiny(tf.BertConfig, tf.BertForMaskedLM)),
+        ("roberta", lambda: _tiny(tf.RobertaConfig, tf.RobertaForMaskedLM, pad_token_id=1)),
+        ("albert", lambda: _tiny(tf.AlbertConfig, tf.AlbertForMaskedLM, embedding_size=16)),
+        ("electra", lambda: _tiny(tf.ElectraConfig, tf.ElectraForMaskedLM, embedding_size=16)),
+        ("deberta-v2", lambda: _tiny(tf.DebertaV2Config, tf.DebertaV2ForMaskedLM)),
+        ("modernbert", lambda: _tiny(tf.ModernBertConfig, tf.ModernBertForMaskedLM, pad_token_id=0)),
+        (
+            "distilbert",
+            lambda: (
+                torch.manual_seed(0),
+                tf.DistilBertForMaskedLM(
+                    tf.DistilBertConfig(
+                        vocab_size=120,
+                        dim=32,
+                        n_layers=2,
+                        n_heads=2,
+                        hidden_dim=37,
+                        max_position_embeddings=64,
+                    )
+                ).eval(),
+            )[1],
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("family", "build"), _architectures(), ids=[a[0] for a in _architectures()])
+def test_head_at_masks_equals_the_full_head(family: str, build: Any) -> None:
+    model = build()
+    assert find_head(model) is not None, family
+    head = MaskedHead(model)
+    ids = torch.randint(5, 120, (3, 9))
+    attention = torch.ones_like(ids)
+    attention[2, 6:] = 0
+    rows, cols = torch.tensor([0, 1, 1, 2]), torch.tensor([3, 0, 8, 5])
+    inputs = {"input_ids": ids, "attention_mask": attention}
+    assert head.verify(inputs, rows, cols), family
+    with torch.inference_mode():
+        fast = head.logits(inputs, rows, cols)
+        full = model(**inputs).logits[rows, cols]
+    assert fast.shape == (4, 120)
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
+
+
+def test_fixture_families_use_the_fast_path(mlm_dir: tuple[str, Path]) -> None:
+    _, path = mlm_dir
+    backend = engine_for(path).backend
+    assert isinstance(backend, TorchBackend)
+    assert backend.head_at_masks
+
+
+def test_a_model_without_a_known_head_falls_back_to_the_full_head() -> None:
+    class Odd(nn.Module):
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            class Out:
+                logits = torch.nn.functional.one_hot(input_ids, 10).float()
+
+            return Out()
+
+    head = MaskedHead(Odd())
+    assert not head.enabled
+    ids = torch.tensor([[1, 2, 3]])
+    out = head.logits(
+        {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, torch.tensor([0]), torch.tensor([2])
+    )
+    assert out.argmax().item() == 3
+
+
+def test_int8_quantizes_the_encoder_but_not_the_head(bert_dir: Path) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    model = quantize_int8(AutoModelForMaskedLM.from_pretrained(str(bert_dir)).eval())
+    encoder = model.bert.encoder.layer[0]
+    assert "quantized" in type(encoder.intermediate.dense).__module__
+    assert "quantized" in type(encoder.attention.self.query).__module__
+    assert type(encoder.attention.output.dense) is nn.Linear
+    assert type(encoder.output.dense) is nn.Linear
+    assert type(model.cls.predictions.transform.dense) is nn.Linear
+    assert type(model.cls.predictions.decoder) is nn.Linear
+
+
+async def test_int8_backend_answers(bert_dir: Path) -> None:
+    engine = engine_for(bert_dir, quantize="int8")
+    assert engine.info.dtype == "float32+int8"
+    (ours,) = engine.infer([f"the cat sat on the {mask_of(bert_dir)} ."])
+    (ref,) = engine_for(bert_dir).infer([f"the cat sat on the {mask_of(bert_dir)} ."])
+    assert ours.logits.shape == ref.logits.shape
+    assert np.corrcoef(ours.logits[0], ref.logits[0])[0, 1] > 0.9
+
+
+def test_dtype_rules() -> None:
+    assert resolve_dtype("auto", "cpu") == "float32"
+    assert resolve_dtype("auto", "cuda") == "float16"
+    assert resolve_dtype("half", "cpu") == "float16"
+    assert resolve_dtype("bfloat16", "cpu") == "bfloat16"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+async def test_cuda_float16(bert_dir: Path) -> None:
+    engine = engine_for(bert_dir, device="cuda")
+    assert engine.backend.device == "cuda"
+    assert engine.info.dtype == "float16"
+    assert engine.infer([f"the {mask_of(bert_dir)} sat ."])[0].logits.dtype == np.float32
+
+
+def test_bfloat16_on_cpu(bert_dir: Path) -> None:
+    engine = engine_for(bert_dir, dtype="bfloat16")
+    assert engine.info.dtype == "bfloat16"
+    (ref,) = engine_for(bert_dir).infer(["the [MASK] sat ."])
+    (ours,) = engine.infer(["the [MASK] sat ."])
+    np.testing.assert_allclose(ours.logits, ref.logits, atol=0.1)
