@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(32, ge=1, **_flag("most inputs in one model batch"))
     max_batch_tokens: int = Field(4096, ge=1, **_flag("most padded tokens (inputs x longest) in one batch"))
     max_batch_delay_ms: float = Field(
-        2.0, ge=0, **_flag("how long a batch that is not full waits for more inputs, in ms")
+        10.0, ge=0, **_flag("longest wait for the inputs a busy server expects, in ms")
     )
     max_queue: int = Field(1024, ge=1, **_flag("inputs allowed to wait; beyond it requests get 429"))
 

@@ -159,3 +159,25 @@ async def test_a_failing_batch_fails_only_its_own_requests() -> None:
     assert (await batcher.submit([text(5, tag=4)]))[0][0, 0] == 4
     assert batcher.stats.failed_batches == 1
     await batcher.close()
+
+
+async def test_a_lone_client_never_waits_for_company() -> None:
+    model = FakeModel()
+    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=60))
+    for tag in (1, 2):
+        # With a 60 s delay, finishing at all shows that nothing waited for more items.
+        assert (await asyncio.wait_for(batcher.submit([text(5, tag=tag)]), 10))[0][0, 0] == tag
+    await batcher.close()
+
+
+async def test_returning_clients_are_gathered_into_one_batch() -> None:
+    model = FakeModel()
+    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=60))
+    await batcher.submit([text(5, tag=i) for i in range(3)])  # the last batch held 3 items
+    first = asyncio.ensure_future(batcher.submit([text(5, tag=10)]))
+    await asyncio.sleep(0.05)
+    assert not first.done()  # waiting for about as many as last time
+    rest = asyncio.ensure_future(batcher.submit([text(5, tag=11), text(5, tag=12)]))
+    await asyncio.wait_for(asyncio.gather(first, rest), 10)
+    assert sorted(model.batches[-1]) == [10, 11, 12]
+    await batcher.close()

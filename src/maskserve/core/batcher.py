@@ -49,7 +49,7 @@ class _Item:
 class BatchLimits:
     max_batch_size: int = 32
     max_batch_tokens: int = 4096
-    max_delay_s: float = 0.002
+    max_delay_s: float = 0.01
     max_queue: int = 1024
 
 
@@ -78,6 +78,7 @@ class Batcher:
         self.limits = limits
         self.stats = BatchStats()
         self._pending: list[_Item] = []
+        self._expected = 1
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: the backend already spreads one batch over every core.
@@ -130,8 +131,10 @@ class Batcher:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            if len(self._pending) < self.limits.max_batch_size:
-                # A short wait lets a burst of concurrent requests land in the same batch.
+            if len(self._pending) < min(self._expected, self.limits.max_batch_size):
+                # Clients served by the last batch tend to come back together: wait (briefly) for about as
+                # many items as it held, so a steady load is not cut into one large and one small batch.
+                # A lone client (last batch of one) never waits.
                 remaining = self._pending[0].enqueued + self.limits.max_delay_s - time.monotonic()
                 if remaining > 0:
                     self._wakeup.clear()
@@ -166,6 +169,7 @@ class Batcher:
                         it.future.set_exception(error)
                 continue
             self._record(live)
+            self._expected = len(live)
             start = 0
             for it in live:
                 end = start + len(it.encoded.mask_positions)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from maskserve import __version__
 from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
 from maskserve.api.http.responses import JSONResponse
 from maskserve.core import dataplane
 from maskserve.errors import NotFound
-from maskserve.protocols import v2
+from maskserve.protocols import v2, v2_binary
 
 router = APIRouter(tags=["Open Inference Protocol (V2)"])
 
@@ -52,7 +53,14 @@ async def infer_version(name: str, version: str) -> None:
 
 
 @router.post("/v2/models/{name}/infer", response_model=v2.InferenceResponse)
-async def infer(request: Request, name: str) -> JSONResponse:
+async def infer(request: Request, name: str) -> Response:
+    """JSON, or the binary tensor data extension when ``Inference-Header-Content-Length`` is sent (request)
+    or outputs are asked for with ``binary_data`` / ``binary_data_output`` (response)."""
     engine = engine_for(request, name)
-    parsed = v2.parse_infer_request(await request.body())
-    return JSONResponse(await unless_disconnected(request, dataplane.v2_infer(engine, parsed)))
+    parsed = v2_binary.parse_request(await request.body(), request.headers.get(v2_binary.HEADER))
+    result = await unless_disconnected(request, dataplane.v2_infer(engine, parsed))
+    binary = v2_binary.encode_binary_response(result, parsed)
+    if binary is None:
+        return JSONResponse(result)
+    body, json_length = binary
+    return Response(body, media_type="application/octet-stream", headers={v2_binary.HEADER: str(json_length)})
