@@ -17,10 +17,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from workload import sentences  # noqa: E402
-
-from maskserve.config import Settings  # noqa: E402
-from maskserve.core.loader import load_engine  # noqa: E402
+from maskserve.config import Settings
+from maskserve.core.loader import load_engine
+from workload import sentences
 
 
 def mask_logits(model: str, backend: str, quantize: str, texts: list[str], cache: str | None) -> np.ndarray:
