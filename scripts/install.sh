@@ -9,3 +9,7 @@ python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
 extras="onnx"
 if [[ "${1:-}" == "--dev" ]]; then extras="dev"; fi
 python -m pip install --quiet -e ".[${extras}]"
+# The @huggingface/inference client for the conformance tests; without node they skip and say so.
+if [[ "${1:-}" == "--dev" ]] && command -v npm >/dev/null 2>&1 && [[ -f tests/conformance/js/package-lock.json ]]; then
+  npm ci --prefix tests/conformance/js --no-audit --no-fund --loglevel=error
+fi

@@ -107,4 +107,5 @@ async def reference(bert_dir: Path) -> Reference:
     assert [len(r) for r in reference.top_k] == [1] * len(TEXTS)
     assert [len(r) for r in reference.two_masks] == [2] * len(TWO_MASK_TEXTS)
     assert len(reference.hf_targets) == HF_TOP_K
+    assert {p.token_str for p in reference.hf_targets} <= set(HF_TARGETS)
     return reference

@@ -36,7 +36,9 @@ TOP_K = 3
 # The Hugging Face Inference API request (one text, one mask) with top_k and targets.
 HF_TEXT = "The capital of France is [MASK]."
 HF_TOP_K = 2
-HF_TARGETS = ["paris", "london", "france"]
+# Whole words of the tiny model's vocabulary, so each target is one token (out-of-vocabulary targets fall
+# back to their first sub-token, with a warning).
+HF_TARGETS = ["water", "simple", "think"]
 
 KSERVE_OUTPUT = "output-0"
 TOPK_DATATYPES = {"token_str": "BYTES", "score": "FP32", "token": "INT64", "sequence": "BYTES"}

@@ -9,50 +9,57 @@ from starlette.responses import Response
 
 from maskserve import __version__
 from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
+from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse
 from maskserve.core import dataplane
 from maskserve.errors import NotFound
-from maskserve.protocols import v2, v2_binary
+from maskserve.protocols import schemas, v2, v2_binary
 
 router = APIRouter(tags=["Open Inference Protocol (V2)"])
 
 
-@router.get("/v2")
+@router.get("/v2", response_model=v2.ServerMetadata)
 async def server_metadata() -> v2.ServerMetadata:
-    return v2.server_metadata(__version__, extensions=[])
+    # The binary tensor data extension (Triton's name for it) is served on REST; gRPC has raw contents.
+    return v2.server_metadata(__version__, extensions=["binary_tensor_data"])
 
 
-@router.get("/v2/health/live")
+@router.get("/v2/health/live", response_model=schemas.Live)
 async def live() -> dict[str, Any]:
     return {"live": True}
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", response_model=schemas.Ready)
 async def ready() -> dict[str, Any]:
     return {"ready": True}
 
 
-@router.get("/v2/models")
+@router.get("/v2/models", response_model=schemas.ModelList)
 async def list_models(request: Request) -> dict[str, Any]:
     return {"models": [engine_of(request).info.name]}
 
 
-@router.get("/v2/models/{name}")
+@router.get("/v2/models/{name}", response_model=v2.ModelMetadata, responses=ERRORS)
 async def model_metadata(request: Request, name: str) -> v2.ModelMetadata:
     return v2.model_metadata(engine_for(request, name).info)
 
 
-@router.get("/v2/models/{name}/ready")
+@router.get("/v2/models/{name}/ready", response_model=schemas.ModelReady, responses=ERRORS)
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
     return {"name": engine_for(request, name).info.name, "ready": True}
 
 
-@router.post("/v2/models/{name}/versions/{version}/infer")
+@router.post("/v2/models/{name}/versions/{version}/infer", responses=ERRORS)
 async def infer_version(name: str, version: str) -> None:
     raise NotFound(f"Model {name} has no version {version}: maskserve serves one unversioned model")
 
 
-@router.post("/v2/models/{name}/infer", response_model=v2.InferenceResponse)
+@router.post(
+    "/v2/models/{name}/infer",
+    response_model=v2.InferenceResponse,
+    responses=ERRORS,
+    openapi_extra=json_body(v2.InferenceRequest, "application/octet-stream"),
+)
 async def infer(request: Request, name: str) -> Response:
     """JSON, or the binary tensor data extension when ``Inference-Header-Content-Length`` is sent (request)
     or outputs are asked for with ``binary_data`` / ``binary_data_output`` (response)."""
