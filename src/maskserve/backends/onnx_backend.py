@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from maskserve.backends import onnx_export as _export
+from maskserve.backends import onnx_quantize as _quantize
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.torch_backend import default_threads
 from maskserve.domain import Float32Array
@@ -63,12 +64,12 @@ class OnnxBackend:
         root = _export.cache_root(path, cache_dir)
         started = time.perf_counter()
         if quantize == "int8":
-            reduce = _export.reduce_range()
+            reduce = _quantize.reduce_range()
             entry = root / f"{_export.cache_key(path, quantize, reduce_range=reduce)}-int8"
             if _export.read_entry(entry) is None:
                 source = _ensure_fp32(ort, path, root, threads=threads, trust_remote_code=trust_remote_code)
                 with _export.building(entry) as scratch:
-                    _export.build_int8(source, scratch, reduce=reduce)
+                    _quantize.build_int8(source, scratch, reduce=reduce)
         else:
             entry = _ensure_fp32(ort, path, root, threads=threads, trust_remote_code=trust_remote_code)
         meta = _export.read_entry(entry)

@@ -1,0 +1,137 @@
+"""Dynamic int8 of an exported fp32 graph, with the LM head (and the tied embeddings) left in float."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from maskserve.backends.onnx_export import META_FILE, MODEL_FILE, _big, quiet_ort_logs, write_meta
+
+logger = logging.getLogger(__name__)
+
+
+def head_nodes(graph: Any, scope: str | None) -> list[str]:
+    """Names of the nodes computing the LM head: every node downstream of the mask indices (the head
+    runs on the gathered rows), plus every node in the head module's name scope (the full-head fallback)."""
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found: dict[str, Any] = {}
+    frontier = ["mask_rows", "mask_cols"]
+    while frontier:
+        for node in consumers.get(frontier.pop(), []):
+            if node.name not in found:
+                found[node.name] = node
+                frontier.extend(node.output)
+    if scope:
+        found.update({node.name: node for node in graph.node if scope in node.name})
+    return sorted(found)
+
+
+def reduce_range() -> bool:
+    """Whether int8 weights must use 7 bits: on x86 without VNNI.
+
+    There ONNX Runtime's u8 x s8 kernels add pairs of products in int16 (vpmaddubsw), which saturates
+    with full-range weights: 255 x 127 summed over 256 terms comes out halved on an AVX-512BW Xeon without
+    VNNI. 7-bit weights cannot overflow it. With VNNI (and off x86) the full int8 range is exact.
+    """
+    if platform.machine().lower() not in {"x86_64", "amd64", "i386", "i686"}:
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    return "vnni" not in flags
+
+
+def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
+    """Dynamic int8 (per-channel QInt8 weights) for the encoder's MatMuls and fused Attention nodes.
+
+    The LM head stays float, and so does the word-embedding matrix, which is tied to (the very same
+    initializer as) the head's vocabulary projection: that projection turns small hidden-state errors into
+    rank changes among tens of thousands of tokens, and quantizing it is what flips top-1 predictions. It
+    runs at the masks only, so float costs little. Gather and EmbedLayerNormalization are not in the
+    quantized op types, so the embedding lookup keeps reading the float matrix.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
+    model = onnx.load(str(source / MODEL_FILE))
+    head = set(head_nodes(model.graph, meta.get("head_scope")))
+    untie_gemms(model, head)
+    # The quantizer renames what it rewrites (X -> X_MatMul, X_Add); exclude those names too.
+    excluded = sorted(head | {f"{name}{suffix}" for name in head for suffix in ("_MatMul", "_Add")})
+    started = time.perf_counter()
+    try:
+        with quiet_ort_logs():
+            quantize_dynamic(
+                model_input=model,
+                model_output=str(scratch / MODEL_FILE),
+                op_types_to_quantize=["MatMul", "Attention"],
+                per_channel=True,
+                reduce_range=reduce,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                use_external_data_format=_big(source / MODEL_FILE),
+                # Shape inference stops at contrib ops (Attention, SkipLayerNorm...); their outputs are float.
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+    except Exception as exc:
+        raise ValueError(f"cannot quantize {meta['architecture']} to int8: {exc}") from exc
+    logger.info(
+        "quantized the ONNX graph to int8 in %.1f s (%d head nodes kept float)",
+        time.perf_counter() - started,
+        len(head),
+    )
+    write_meta(scratch, {**meta, "quantize": "int8", "reduce_range": reduce})
+
+
+def untie_gemms(model: Any, head: set[str]) -> None:
+    """Turn the head's ``Gemm``s (and any whose weight is shared) into ``FusedMatMul`` + ``Add``, in place.
+
+    The dynamic quantizer rewrites every ``Gemm(transB=1)`` as a ``MatMul`` and transposes its weight
+    initializer in place, assuming nothing else reads it. With tied embeddings the head's projection and
+    the embedding lookup read the same initializer, so that would hand the lookup a transposed matrix.
+    ``FusedMatMul`` (an ONNX Runtime contrib op) multiplies by the transposed weight without copying it,
+    and is not an op the quantizer touches.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA")
+        if node.op_type != "Gemm" or not plain or (node.name not in head and readers[node.input[1]] < 2):
+            nodes.append(node)
+            continue
+        product = f"{node.output[0]}_product" if len(node.input) > 2 else node.output[0]
+        nodes.append(
+            helper.make_node(
+                "FusedMatMul",
+                [node.input[0], node.input[1]],
+                [product],
+                name=f"{node.name}_FusedMatMul",
+                domain="com.microsoft",
+                transB=int(attrs.get("transB", 0)),
+            )
+        )
+        if len(node.input) > 2:
+            nodes.append(
+                helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Bias")
+            )
+        head.update({f"{node.name}_FusedMatMul", f"{node.name}_Bias"})
+    del graph.node[:]
+    graph.node.extend(nodes)
+    if not any(op.domain == "com.microsoft" for op in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
