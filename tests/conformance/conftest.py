@@ -16,7 +16,6 @@ import pytest
 import pytest_asyncio
 
 from maskserve.domain import FillMaskParams
-from support.engines import engine_for
 
 from .harness import (
     HF_TARGETS,
@@ -89,6 +88,9 @@ def server(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def reference(bert_dir: Path) -> Reference:
+    # Imported here: support.engines imports transformers (seconds), which collection need not pay.
+    from support.engines import engine_for
+
     engine = engine_for(bert_dir, model_name=MODEL)
     top1 = await engine.kserve_values(TEXTS)
     assert all(isinstance(v, str) for v in top1), "the reference engine is not in top-1 mode"

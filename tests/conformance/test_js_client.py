@@ -15,13 +15,21 @@ pytestmark = pytest.mark.e2e
 ENABLE = "npm ci --prefix tests/conformance/js"
 
 
-@pytest.fixture(scope="module")
-def js_client(server: Server) -> ClientRun:
-    node = shutil.which("node")
-    if node is None:
+# Session-scoped like ``server`` and ``reference``: pytest sets fixtures up by scope, then in argument order,
+# so a missing node skips before the server starts.
+@pytest.fixture(scope="session")
+def node() -> str:
+    """``node``, when it and the pinned package are installed."""
+    path = shutil.which("node")
+    if path is None:
         pytest.skip(f"node is not on PATH: install Node.js >= 18, then `{ENABLE}`")
     if not (JS_DIR / "node_modules" / "@huggingface" / "inference").is_dir():
         pytest.skip(f"@huggingface/inference is not installed: run `{ENABLE}`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def js_client(node: str, server: Server) -> ClientRun:
     return run_client(
         "node js/fill_mask.mjs",
         [node, "fill_mask.mjs", json.dumps(server.spec())],
