@@ -118,15 +118,16 @@ def _binary_size(name: str, parameters: dict[str, Any]) -> int | None:
     return size
 
 
-def _split_bytes_elements(raw: bytes, name: str) -> list[bytes]:
-    """One BYTES tensor's elements: each a 4-byte little-endian length, then that many bytes."""
+def split_bytes_elements(raw: bytes, name: str) -> list[bytes]:
+    """One BYTES tensor's elements (REST binary data or gRPC raw contents): each a 4-byte little-endian
+    length, then that many bytes."""
     elements: list[bytes] = []
     offset = 0
     size = len(raw)
     while offset < size:
         if offset + _LENGTH.size > size:
             raise BadRequest(
-                f"the binary data of input '{name}' ends inside the 4-byte length prefix of element "
+                f"the BYTES data of input '{name}' ends inside the 4-byte length prefix of element "
                 f"{len(elements)} (only {size - offset} bytes left at offset {offset} of its {size} bytes)"
             )
         (length,) = _LENGTH.unpack_from(raw, offset)
@@ -134,8 +135,8 @@ def _split_bytes_elements(raw: bytes, name: str) -> list[bytes]:
         if length > size - offset:
             raise BadRequest(
                 f"element {len(elements)} of input '{name}' has length prefix {length} but only "
-                f"{size - offset} bytes of the input's {_SIZE} ({size}) remain; each BYTES element must "
-                "be a 4-byte little-endian length followed by exactly that many bytes"
+                f"{size - offset} bytes remain; each BYTES element must be a 4-byte little-endian length "
+                "followed by exactly that many bytes"
             )
         elements.append(raw[offset : offset + length])
         offset += length
@@ -179,7 +180,7 @@ def split_binary_request(body: bytes, header_length: str) -> InferenceRequest:
         if size is None:
             inputs.append(tensor)
             continue
-        elements = _split_bytes_elements(bytes(binary[offset : offset + size]), tensor.name)
+        elements = split_bytes_elements(bytes(binary[offset : offset + size]), tensor.name)
         offset += size
         inputs.append(tensor.model_copy(update={"data": elements}))
     return request.model_copy(update={"inputs": inputs})

@@ -203,9 +203,9 @@ def test_bytes_tensor_round_trip() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (struct.pack("<I", 10) + b"short", "element 0 has length prefix 10 but only 5 bytes remain"),
-        (raw(b"ok") + b"\x01\x00", "end inside the length prefix of element 1"),
-        (b"\x01", "end inside the length prefix of element 0"),
+        (struct.pack("<I", 10) + b"short", "has length prefix 10 but only 5 bytes remain"),
+        (raw(b"ok") + b"\x01\x00", "inside the 4-byte length prefix of element 1"),
+        (b"\x01", "inside the 4-byte length prefix of element 0"),
     ],
 )
 def test_bad_raw_bytes(data: bytes, message: str) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.errors import BadRequest
 from maskserve.protocols import v2
+from maskserve.protocols.v2_binary import split_bytes_elements as decode_bytes_tensor
 
 __all__ = [
     "decode_bytes_tensor",
@@ -100,29 +101,6 @@ def parameters_to_proto(params: Mapping[str, Any] | None) -> dict[str, pb.InferP
 
 
 # --- BYTES tensors in raw form ---
-
-
-def decode_bytes_tensor(raw: bytes, name: str) -> list[bytes]:
-    """Split one raw BYTES tensor into its elements (each a 4-byte little-endian length, then the bytes)."""
-    elements: list[bytes] = []
-    offset = 0
-    size = len(raw)
-    while offset < size:
-        if offset + _LENGTH.size > size:
-            raise BadRequest(
-                f"raw contents of input '{name}' end inside the length prefix of element {len(elements)} "
-                f"({size - offset} of 4 bytes at offset {offset})"
-            )
-        (length,) = _LENGTH.unpack_from(raw, offset)
-        offset += _LENGTH.size
-        if offset + length > size:
-            raise BadRequest(
-                f"raw contents of input '{name}': element {len(elements)} has length prefix {length} "
-                f"but only {size - offset} bytes remain"
-            )
-        elements.append(raw[offset : offset + length])
-        offset += length
-    return elements
 
 
 def encode_bytes_tensor(elements: Iterable[str | bytes]) -> bytes:
