@@ -42,7 +42,7 @@ _SIZE = "binary_data_size"
 _LENGTH = struct.Struct("<I")
 
 # Datatype -> its little-endian element layout (BYTES is length-prefixed, handled apart).
-_DTYPES = {
+RAW_DTYPES = {
     "BOOL": np.dtype("?"),
     "INT8": np.dtype("<i1"),
     "INT16": np.dtype("<i2"),
@@ -226,7 +226,7 @@ def encode_tensor(datatype: str, data: Any) -> bytes:
             raw = element if isinstance(element, bytes) else str(element).encode("utf-8")
             parts += [_LENGTH.pack(len(raw)), raw]
         return b"".join(parts)
-    dtype = _DTYPES.get(datatype.upper())
+    dtype = RAW_DTYPES.get(datatype.upper())
     if dtype is None:
         raise ValueError(f"datatype {datatype} has no binary form")
     return np.asarray(list(_flat(data)), dtype=dtype).tobytes()

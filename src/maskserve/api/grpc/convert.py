@@ -17,6 +17,7 @@ import numpy as np
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.errors import BadRequest
 from maskserve.protocols import v2
+from maskserve.protocols.v2_binary import RAW_DTYPES, encode_tensor
 from maskserve.protocols.v2_binary import split_bytes_elements as decode_bytes_tensor
 
 __all__ = [
@@ -46,21 +47,6 @@ _CONTENTS_FIELD = {
     "BYTES": "bytes_contents",
 }
 
-# Datatype -> its raw little-endian element layout (BYTES is length-prefixed, handled apart).
-_RAW_DTYPE = {
-    "BOOL": np.dtype("?"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
 
 _LENGTH = struct.Struct("<I")
 _INT64_MAX = 2**63 - 1
@@ -105,12 +91,7 @@ def parameters_to_proto(params: Mapping[str, Any] | None) -> dict[str, pb.InferP
 
 def encode_bytes_tensor(elements: Iterable[str | bytes]) -> bytes:
     """The raw form of a BYTES tensor: each element UTF-8 encoded and prefixed by its 4-byte length."""
-    parts: list[bytes] = []
-    for element in elements:
-        data = element.encode("utf-8") if isinstance(element, str) else element
-        parts.append(_LENGTH.pack(len(data)))
-        parts.append(data)
-    return b"".join(parts)
+    return encode_tensor("BYTES", list(elements))
 
 
 def _texts(elements: Sequence[bytes], name: str) -> list[str]:
@@ -129,7 +110,7 @@ def _texts(elements: Sequence[bytes], name: str) -> list[str]:
 def _raw_data(raw: bytes, name: str, datatype: str) -> list[Any] | None:
     if datatype == "BYTES":
         return _texts(decode_bytes_tensor(raw, name), name)
-    dtype = _RAW_DTYPE.get(datatype)
+    dtype = RAW_DTYPES.get(datatype)
     if dtype is None:
         # An unknown datatype: leave the data out and let the data plane reject the datatype, as REST does.
         return None
@@ -210,12 +191,9 @@ def _flat(data: Any) -> list[Any]:
 
 
 def _raw_output(output: v2.ResponseOutput, values: list[Any], datatype: str) -> bytes:
-    if datatype == "BYTES":
-        return encode_bytes_tensor(v if isinstance(v, str | bytes) else str(v) for v in values)
-    dtype = _RAW_DTYPE.get(datatype)
-    if dtype is None:
+    if datatype != "BYTES" and datatype not in RAW_DTYPES:
         raise ValueError(f"output '{output.name}' has datatype {output.datatype}, which has no raw form")
-    return np.asarray(values, dtype=dtype).tobytes()
+    return encode_tensor(datatype, values)
 
 
 def _typed_output(output: v2.ResponseOutput, values: list[Any], datatype: str) -> pb.InferTensorContents:
