@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +13,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conformance.harness import free_ports
+
 pytestmark = pytest.mark.e2e
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free ports: the sockets stay open until all are chosen."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 @pytest.fixture(scope="module")
 def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], int]]:
-    port, grpc_port = _free_ports(2)
+    port, grpc_port = free_ports(2)
     env = {
         **os.environ,
         "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
