@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     dtype: Dtype = Field("auto", **_flag("weights dtype; auto is float16 on CUDA, float32 on CPU"))
     device: Device = Field("auto", **_flag("where the model runs; auto picks CUDA when present"))
     backend: Backend = Field(
-        "auto", **_flag("torch or onnx (ONNX Runtime); auto: onnx on a CPU when onnxruntime is installed")
+        "auto", **_flag("torch or onnx (ONNX Runtime); auto and KServe's huggingface mean torch")
     )
     quantize: Quantize = Field("none", **_flag("int8: dynamic int8 encoder weights (CPU, opt-in)"))
     threads: int | None = Field(

@@ -3,22 +3,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from maskserve.domain import ModelInfo, Prediction
+from maskserve.domain import Prediction
 from maskserve.errors import BadRequest
 from maskserve.protocols import v2
+from support.info import model_info
 
-INFO = ModelInfo(
-    name="bert",
-    model_id="org/bert",
-    revision=None,
-    architecture="BertForMaskedLM",
-    model_type="bert",
-    mask_token="[MASK]",
-    vocab_size=10,
-    max_length=64,
-    backend="torch",
-    dtype="float32",
-)
+INFO = model_info()
 
 GUIDE = {
     "inputs": [

@@ -9,22 +9,12 @@ import numpy as np
 import orjson
 import pytest
 
-from maskserve.domain import ModelInfo, Prediction
+from maskserve.domain import Prediction
 from maskserve.errors import BadRequest
 from maskserve.protocols import v2, v2_binary
+from support.info import model_info
 
-INFO = ModelInfo(
-    name="bert",
-    model_id="org/bert",
-    revision=None,
-    architecture="BertForMaskedLM",
-    model_type="bert",
-    mask_token="[MASK]",
-    vocab_size=10,
-    max_length=64,
-    backend="torch",
-    dtype="float32",
-)
+INFO = model_info()
 TEXTS = ["The capital of France is [MASK].", "The capital of [MASK] is paris."]
 
 

@@ -16,9 +16,9 @@ from google.protobuf import descriptor_pb2
 
 from maskserve.api.grpc import convert
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
-from maskserve.domain import ModelInfo
 from maskserve.errors import BadRequest
 from maskserve.protocols import v2
+from support.info import model_info
 
 GUIDE_TEXTS = ["The capital of France is [MASK].", "The capital of [MASK] is paris."]
 PROTO = Path(__file__).resolve().parents[3] / "src" / "maskserve" / "api" / "grpc" / "grpc_predict_v2.proto"
@@ -372,18 +372,7 @@ def test_server_metadata_to_proto() -> None:
 
 
 def test_model_metadata_to_proto() -> None:
-    info = ModelInfo(
-        name="bert",
-        model_id="org/bert",
-        revision=None,
-        architecture="BertForMaskedLM",
-        model_type="bert",
-        mask_token="[MASK]",
-        vocab_size=100,
-        max_length=64,
-        backend="torch",
-        dtype="float32",
-    )
+    info = model_info(vocab_size=100)
     meta = v2.model_metadata(info)
     msg = convert.model_metadata_to_proto(meta)
     assert (msg.name, list(msg.versions), msg.platform) == ("bert", [], "pytorch_transformers")
