@@ -14,6 +14,7 @@ LAYERS: dict[str, int] = {
     "domain": 0,
     "errors": 0,
     "config": 1,
+    "logs": 1,
     "protocols": 2,
     "backends": 2,
     "storage": 2,

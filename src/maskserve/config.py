@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from maskserve.domain import OutputMode
 
@@ -82,7 +82,62 @@ class Settings(BaseSettings):
     grpc_max_receive_message_length: int = Field(
         8 * 1024 * 1024, ge=1024, **_flag("largest gRPC request, bytes")
     )
+
+    # Access control. Keys are secrets: never in a repr, a log line or an error message.
+    api_key: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        repr=False,
+        **_flag("accepted API key (repeat the flag for several; env: comma-separated); none: open server"),
+    )
+    api_key_file: str | None = Field(None, **_flag("file with accepted API keys, one per line"))
+    protect_health: bool = Field(False, **_flag("require a key for health and metrics routes too"))
+
+    # Request limits (each over-limit request gets a 4xx that names the limit and its flag).
+    max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, **_flag("largest HTTP request body, bytes"))
+    max_inputs: int = Field(256, ge=1, **_flag("most texts in one request"))
+    max_masks: int = Field(64, ge=1, **_flag("most mask tokens in one text"))
+    truncation: bool = Field(
+        True, **_flag("cut texts longer than max_length (as KServe); false answers 400 instead")
+    )
+    request_timeout_s: float = Field(
+        60.0, ge=0, **_flag("longest a request may wait for the model, seconds (504 after; 0: no limit)")
+    )
+    max_wait_for_model_s: float = Field(
+        300.0, ge=0, **_flag("longest a request with x-wait-for-model waits for loading, seconds")
+    )
+
+    # Response cache (hits skip the model; x-use-cache: false bypasses it).
+    cache_size: int = Field(1024, ge=0, **_flag("responses kept in the response cache (0 disables it)"))
+    cache_max_bytes: int = Field(64 * 1024 * 1024, ge=0, **_flag("largest response cache, bytes"))
+
+    # Process.
+    grace_period: float = Field(
+        30.0, ge=0, **_flag("seconds to finish in-flight requests after SIGTERM before exiting")
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", **_flag("log level"))
+    log_format: Literal["text", "json"] = Field("text", **_flag("log line format"))
+    log_requests: bool = Field(False, **_flag("include request bodies (the texts) in access log lines"))
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        # From the environment the keys arrive as one comma-separated string.
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    def api_keys(self) -> frozenset[str]:
+        """Every accepted key: --api_key values and the lines of --api_key_file (but blanks and # lines)."""
+        keys = set(self.api_key)
+        if self.api_key_file:
+            try:
+                text = Path(self.api_key_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"cannot read --api_key_file {self.api_key_file}: {exc.strerror}") from exc
+            keys.update(
+                line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
+            )
+        return frozenset(keys)
 
     @model_validator(mode="after")
     def _one_output_mode(self) -> Settings:

@@ -1,4 +1,5 @@
-"""Process entry points: load the model, then serve it (or answer one prediction)."""
+"""Process entry points: serve a model (listening at once, loading it in the background) or answer one
+prediction."""
 
 from __future__ import annotations
 
@@ -6,27 +7,32 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from maskserve.config import Settings
 from maskserve.domain import FillMaskParams, InputPredictions
 from maskserve.errors import MaskserveError, ModelLoadError
+from maskserve.logs import configure_logging
 
 if TYPE_CHECKING:
     from maskserve.core.engine import Engine
+    from maskserve.core.metrics import Metrics
+    from maskserve.core.slot import ModelSlot
 
 logger = logging.getLogger("maskserve")
 
 
-def _graceful_server(config: Any) -> Any:
+def _graceful_server(config: Any, on_exit: Any) -> Any:
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
         """Uvicorn re-raises SIGTERM after draining, so the process would die by the signal; a drained
-        server should exit 0 instead."""
+        server should exit 0 instead. The first signal also turns readiness off at once."""
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            on_exit()
             if self.should_exit and sig == signal.SIGINT:
                 self.force_exit = True
             else:
@@ -35,56 +41,103 @@ def _graceful_server(config: Any) -> Any:
     return GracefulServer(config)
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.getLogger().setLevel(settings.log_level.upper())
-
-
 def serve(settings: Settings) -> int:
+    """Exit status: 0 after a graceful stop, 1 when the model could not be loaded."""
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        keys = settings.api_keys()
+    except ValueError as exc:
+        logger.error("%s", exc)
+        return 2
+    if keys:
+        logger.info("API keys required on inference and metadata routes (%d configured)", len(keys))
+    return asyncio.run(_serve(settings))
+
+
+def _load_in_background(
+    settings: Settings, metrics: Metrics, slot: ModelSlot, on_failure: Any
+) -> threading.Thread:
+    """Load on a daemon thread (a SIGTERM during a long download must not wait for it) and hand the result
+    to the event loop, which owns the slot."""
     from maskserve.core.loader import load_engine
 
-    configure_logging(settings)
-    try:
-        engine = load_engine(settings)
-    except ModelLoadError as exc:
-        logger.error("cannot serve the model: %s", exc)
-        return 1
-    asyncio.run(_serve(settings, engine))
-    return 0
+    loop = asyncio.get_running_loop()
+
+    def load() -> None:
+        try:
+            engine = load_engine(settings, metrics)
+        except ModelLoadError as exc:
+            loop.call_soon_threadsafe(on_failure, str(exc))
+        except Exception as exc:
+            logger.exception("loading the model failed unexpectedly")
+            loop.call_soon_threadsafe(on_failure, f"{type(exc).__name__}: {exc}")
+        else:
+            loop.call_soon_threadsafe(slot.set_ready, engine)
+
+    thread = threading.Thread(target=load, name="maskserve-load", daemon=True)
+    thread.start()
+    return thread
 
 
-async def _serve(settings: Settings, engine: Engine) -> None:
+async def _serve(settings: Settings) -> int:
     """HTTP and gRPC in one event loop: the engine's batcher belongs to the loop that runs it."""
     import uvicorn
 
     from maskserve.api.http.app import create_app
+    from maskserve.core.loader import estimate_load_seconds
+    from maskserve.core.metrics import Metrics
+    from maskserve.core.slot import ModelSlot
 
+    metrics = Metrics(settings.model_name)
+    model_id = settings.model or settings.model_id
+    slot = ModelSlot(settings.model_name, model_id, expected_load_s=estimate_load_seconds(settings))
+    slot.add_listener(lambda state: metrics.set_model_state(state.value))
     config = uvicorn.Config(
-        create_app(engine),
+        create_app(slot, settings, metrics),
         host=settings.host,
         port=settings.http_port,
         log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=30,
+        log_config=None,  # our logging setup stays in place
+        access_log=False,  # the request-context middleware writes the access log
+        timeout_graceful_shutdown=int(settings.grace_period),
     )
-    http = _graceful_server(config)
+    exit_code = 0
+
+    def stopping() -> None:
+        slot.set_stopping()
+
+    http = _graceful_server(config, stopping)
+
+    def failed(reason: str) -> None:
+        nonlocal exit_code
+        logger.error("cannot serve the model: %s", reason)
+        slot.set_failed(reason)
+        exit_code = 1
+        http.should_exit = True
+
     grpc_server = None
     if settings.enable_grpc:
         from maskserve.api.grpc.service import start_grpc_server
 
-        grpc_server, port = await start_grpc_server(
-            engine,
+        grpc_server, _ = await start_grpc_server(
+            slot,
             host=settings.host,
             port=settings.grpc_port,
             max_send_message_length=settings.grpc_max_send_message_length,
             max_receive_message_length=settings.grpc_max_receive_message_length,
+            api_keys=settings.api_keys(),
+            protect_health=settings.protect_health,
         )
-        logger.info("gRPC (Open Inference Protocol) on %s:%d", settings.host, port)
+    _load_in_background(settings, metrics, slot, failed)
     try:
         await http.serve()
     finally:
+        slot.set_stopping()
         if grpc_server is not None:
-            await grpc_server.stop(30)
-        await engine.aclose()
+            await grpc_server.stop(settings.grace_period)
+        if slot.engine is not None:
+            await slot.engine.aclose()
+    return exit_code
 
 
 def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | None) -> int:
@@ -92,11 +145,11 @@ def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | N
     from maskserve.protocols.common import dumps
     from maskserve.protocols.hf import render_hf_response
 
-    configure_logging(settings)
+    configure_logging(settings.log_level, settings.log_format)
     params = FillMaskParams(top_k=top_k, targets=tuple(targets) if targets else None)
 
     async def run() -> list[InputPredictions]:
-        engine = load_engine(settings)
+        engine: Engine = load_engine(settings)
         try:
             return await engine.fill_mask([text], params)
         finally:

@@ -23,6 +23,8 @@ from maskserve.errors import BadRequest, InferenceFailed, Overloaded
 logger = logging.getLogger(__name__)
 
 RunBatch = Callable[[Sequence[EncodedText]], Float32Array]
+# Told of every computed batch: its size, its padded tokens and each item's wait in the queue (seconds).
+OnBatch = Callable[[int, int, Sequence[float]], None]
 
 
 @dataclass
@@ -72,9 +74,15 @@ def cut_batch(pending: list[_Item], limits: BatchLimits) -> list[_Item]:
 
 class Batcher:
     def __init__(
-        self, run_batch: RunBatch, limits: BatchLimits, *, thread_name: str = "maskserve-model"
+        self,
+        run_batch: RunBatch,
+        limits: BatchLimits,
+        *,
+        thread_name: str = "maskserve-model",
+        on_batch: OnBatch | None = None,
     ) -> None:
         self._run_batch = run_batch
+        self._on_batch = on_batch
         self.limits = limits
         self.stats = BatchStats()
         self._pending: list[_Item] = []
@@ -99,7 +107,8 @@ class Batcher:
         """Logits at the masks of each item, [masks, vocab] each, in order."""
         if len(items) > self.limits.max_queue:
             raise BadRequest(
-                f"a request may hold at most {self.limits.max_queue} inputs, this one has {len(items)}"
+                f"a request may hold at most {self.limits.max_queue} inputs (--max_queue), "
+                f"this one has {len(items)}"
             )
         if self.queued + len(items) > self.limits.max_queue:
             self.stats.rejected += 1
@@ -154,6 +163,7 @@ class Batcher:
             self.stats.dropped += len(batch) - len(live)
             if not live:
                 continue
+            started = time.monotonic()
             try:
                 logits = await loop.run_in_executor(
                     self._executor, self._run_batch, [it.encoded for it in live]
@@ -168,7 +178,7 @@ class Batcher:
                     if not it.future.done():
                         it.future.set_exception(error)
                 continue
-            self._record(live)
+            self._record(live, started)
             self._expected = len(live)
             start = 0
             for it in live:
@@ -177,11 +187,14 @@ class Batcher:
                     it.future.set_result(logits[start:end])
                 start = end
 
-    def _record(self, batch: list[_Item]) -> None:
+    def _record(self, batch: list[_Item], started: float) -> None:
+        padded = len(batch) * max(it.encoded.length for it in batch)
         self.stats.batches += 1
         self.stats.items += len(batch)
-        self.stats.padded_tokens += len(batch) * max(it.encoded.length for it in batch)
+        self.stats.padded_tokens += padded
         self.stats.last_sizes = [*self.stats.last_sizes[-99:], len(batch)]
+        if self._on_batch is not None:
+            self._on_batch(len(batch), padded, [started - it.enqueued for it in batch])
 
     async def close(self) -> None:
         if self._task is not None:

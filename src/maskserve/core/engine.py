@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from maskserve.backends.base import Backend
 from maskserve.core import postprocess
 from maskserve.core.batcher import Batcher, BatchLimits
+from maskserve.core.cache import CacheOutcome, ResponseCache
 from maskserve.core.split import length_runs
 from maskserve.core.tokenize import TextEncoder
 from maskserve.domain import (
@@ -25,11 +28,26 @@ from maskserve.domain import (
     ModelInfo,
     OutputMode,
 )
-from maskserve.errors import BadRequest
+from maskserve.errors import BadRequest, RequestTimeout
+
+if TYPE_CHECKING:
+    from maskserve.core.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
+Stage = Literal["preprocess", "predict", "postprocess"]
+
+
+@dataclass(frozen=True)
+class RequestPolicy:
+    """Per-request limits; every breach is a 4xx (or 504) that names the flag to change."""
+
+    max_inputs: int = 256
+    max_masks: int = 64
+    # Seconds a request may wait for and use the model; None: no limit.
+    timeout_s: float | None = 60.0
 
 
 class Engine:
@@ -43,14 +61,23 @@ class Engine:
         backend: Backend,
         output_mode: OutputMode,
         limits: BatchLimits | None = None,
+        *,
+        policy: RequestPolicy | None = None,
+        cache: ResponseCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.info = info
         self.encoder = encoder
         self.backend = backend
         self.output_mode = output_mode
-        self.batcher = Batcher(self._run_batch, limits or BatchLimits())
+        self.policy = policy or RequestPolicy()
+        self.cache = cache if cache is not None else ResponseCache(0, 0)
+        self.metrics = metrics
+        self.batcher = Batcher(self._run_batch, limits or BatchLimits(), on_batch=self._on_batch)
         # Two threads keep a long post-processing job from holding up the next request's tokenization.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskserve-cpu")
+        # What makes an answer differ besides the text and parameters: part of every cache key.
+        self._identity = (info.model_id, info.revision, info.backend, info.dtype, info.max_length)
 
     async def _off_loop(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._cpu, fn)
@@ -70,9 +97,30 @@ class Engine:
                 start = end
         return np.concatenate(pieces)
 
+    def _on_batch(self, size: int, padded_tokens: int, waits: Sequence[float]) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_batch(size, padded_tokens, waits)
+            self.metrics.set_queue_depth(self.batcher.queued)
+
     def validate(self, texts: Sequence[str], params: FillMaskParams) -> None:
         if not texts:
             raise BadRequest("no inputs: send at least one text containing " + self.info.mask_token)
+        if len(texts) > self.policy.max_inputs:
+            raise BadRequest(
+                f"a request may hold at most {self.policy.max_inputs} inputs (--max_inputs), "
+                f"this one has {len(texts)}"
+            )
+        mask = self.info.mask_token
+        for index, text in enumerate(texts):
+            where = f"input {index}" if len(texts) > 1 else "the input"
+            if "\x00" in text:
+                raise BadRequest(f"{where} contains a NUL character (\\u0000), which no tokenizer accepts")
+            masks = text.count(mask)
+            if masks > self.policy.max_masks:
+                raise BadRequest(
+                    f"{where} has {masks} {mask} tokens; at most {self.policy.max_masks} per input "
+                    "are allowed (--max_masks)"
+                )
         if not 1 <= params.top_k <= self.info.vocab_size:
             raise BadRequest(
                 f"top_k must be between 1 and {self.info.vocab_size} (the vocabulary size), "
@@ -86,9 +134,24 @@ class Engine:
 
     async def infer_async(self, texts: Sequence[str]) -> list[MaskLogits]:
         """Through the batcher: this request's texts share batches with everyone else's."""
+        started = time.perf_counter()
         encoded = await self._off_loop(lambda: self.encoder.encode(texts))
-        logits = await self.batcher.submit(encoded)
+        self._observe("preprocess", started)
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.policy.timeout_s):
+                logits = await self.batcher.submit(encoded)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the model did not answer within {self.policy.timeout_s:g} s (--request_timeout_s); "
+                "the server is overloaded or the request is too large"
+            ) from None
+        self._observe("predict", started)
         return [MaskLogits(encoded=e, logits=lg) for e, lg in zip(encoded, logits, strict=True)]
+
+    def _observe(self, stage: Stage, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe_stage(stage, time.perf_counter() - started)
 
     @staticmethod
     def _split(encoded: Sequence[EncodedText], logits: Float32Array) -> list[MaskLogits]:
@@ -100,7 +163,40 @@ class Engine:
             start = end
         return out
 
-    async def fill_mask(self, texts: Sequence[str], params: FillMaskParams) -> list[InputPredictions]:
+    async def _cached(
+        self,
+        texts: Sequence[str],
+        key: Callable[[str], tuple[object, ...]],
+        compute: Callable[[Sequence[str]], Awaitable[list[R]]],
+        use_cache: bool,
+        outcome: CacheOutcome | None,
+    ) -> list[R]:
+        """``compute`` on the texts the cache does not hold, the cache for the rest, in the texts' order."""
+        if not (use_cache and self.cache.enabled):
+            return await compute(texts)
+        keys = [(*self._identity, *key(text)) for text in texts]
+        found: list[R | None] = [self.cache.get(k) for k in keys]
+        missing = [i for i, hit in enumerate(found) if hit is None]
+        hits = len(texts) - len(missing)
+        if outcome is not None:
+            outcome.hits, outcome.misses = outcome.hits + hits, outcome.misses + len(missing)
+        if self.metrics is not None:
+            self.metrics.observe_cache(hits, len(missing))
+        if missing:
+            computed = await compute([texts[i] for i in missing])
+            for i, value in zip(missing, computed, strict=True):
+                found[i] = value
+                self.cache.put(keys[i], value)
+        return [value for value in found if value is not None]
+
+    async def fill_mask(
+        self,
+        texts: Sequence[str],
+        params: FillMaskParams,
+        *,
+        use_cache: bool = True,
+        outcome: CacheOutcome | None = None,
+    ) -> list[InputPredictions]:
         """Top-k candidates per mask per input, equal to ``pipeline("fill-mask")``."""
         self.validate(texts, params)
         # Resolve targets before queueing, so a request with no valid target costs no compute.
@@ -108,19 +204,42 @@ class Engine:
         target_ids = (
             await self._off_loop(lambda: self.encoder.target_ids(targets)) if targets is not None else None
         )
-        results = await self.infer_async(texts)
-        return await self._off_loop(
-            lambda: [postprocess.top_k_predictions(r, params, target_ids, self.encoder) for r in results]
-        )
 
-    async def kserve_values(self, texts: Sequence[str]) -> list[KServeValue]:
+        async def compute(todo: Sequence[str]) -> list[InputPredictions]:
+            results = await self.infer_async(todo)
+            started = time.perf_counter()
+            try:
+                return await self._off_loop(
+                    lambda: [
+                        postprocess.top_k_predictions(r, params, target_ids, self.encoder) for r in results
+                    ]
+                )
+            finally:
+                self._observe("postprocess", started)
+
+        return await self._cached(texts, lambda t: ("fill", t, params), compute, use_cache, outcome)
+
+    async def kserve_values(
+        self, texts: Sequence[str], *, use_cache: bool = True, outcome: CacheOutcome | None = None
+    ) -> list[KServeValue]:
         """KServe's per-input output in the server's output mode (top-1 text, probabilities or logits)."""
         self.validate(texts, FillMaskParams())
-        results = await self.infer_async(texts)
         mode = self.output_mode
-        return await self._off_loop(
-            lambda: [postprocess.kserve_value(r, mode, self.encoder) for r in results]
-        )
+
+        async def compute(todo: Sequence[str]) -> list[KServeValue]:
+            results = await self.infer_async(todo)
+            started = time.perf_counter()
+            try:
+                return await self._off_loop(
+                    lambda: [postprocess.kserve_value(r, mode, self.encoder) for r in results]
+                )
+            finally:
+                self._observe("postprocess", started)
+
+        # Probabilities and logits are a float per vocabulary entry per mask (megabytes per answer): caching
+        # them would hold a few answers at most, so only the top-1 text is cached.
+        cacheable = use_cache and mode is OutputMode.TOP1
+        return await self._cached(texts, lambda t: ("kserve", t), compute, cacheable, outcome)
 
     async def aclose(self) -> None:
         await self.batcher.close()

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from maskserve.backends.base import Backend
 from maskserve.backends.torch_backend import TorchBackend, resolve_device
 from maskserve.config import Settings
 from maskserve.core.batcher import BatchLimits
-from maskserve.core.engine import Engine
+from maskserve.core.cache import ResponseCache
+from maskserve.core.engine import Engine, RequestPolicy
 from maskserve.core.tokenize import TextEncoder, load_tokenizer
 from maskserve.domain import ModelInfo
 from maskserve.errors import ModelLoadError
 from maskserve.storage import parse_hub_ref, resolve_model_source
+
+if TYPE_CHECKING:
+    from maskserve.core.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +106,7 @@ def max_input_length(
     return requested
 
 
-def load_engine(settings: Settings) -> Engine:
+def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
     try:
         source = settings.model_source()
     except ValueError as exc:
@@ -163,7 +167,21 @@ def load_engine(settings: Settings) -> Engine:
         max_delay_s=settings.max_batch_delay_ms / 1000,
         max_queue=settings.max_queue,
     )
-    return Engine(info, TextEncoder(tokenizer, max_length), backend, settings.output_mode, limits)
+    policy = RequestPolicy(
+        max_inputs=settings.max_inputs,
+        max_masks=settings.max_masks,
+        timeout_s=settings.request_timeout_s or None,
+    )
+    return Engine(
+        info,
+        TextEncoder(tokenizer, max_length, truncation=settings.truncation),
+        backend,
+        settings.output_mode,
+        limits,
+        policy=policy,
+        cache=ResponseCache(settings.cache_size, settings.cache_max_bytes),
+        metrics=metrics,
+    )
 
 
 def choose_backend(settings: Settings) -> str:
@@ -197,3 +215,19 @@ def load_backend(path: Path, settings: Settings) -> Backend:
         threads=settings.threads,
         trust_remote_code=settings.trust_remote_code,
     )
+
+
+def estimate_load_seconds(settings: Settings) -> float:
+    """A first guess at loading time for ``estimated_time``: weights read at ~150 MB/s plus start-up, more
+    for an ONNX export; 30 s when the model must come from elsewhere first."""
+    try:
+        path = Path(settings.model_source())
+    except ValueError:
+        return 30.0
+    if not path.is_dir():
+        return 30.0
+    size = sum(f.stat().st_size for f in path.glob("*") if f.suffix in {".safetensors", ".bin", ".pt"})
+    seconds = 3.0 + size / 150e6
+    if choose_backend(settings) == "onnx":
+        seconds += size / 15e6  # a first export traces and optimizes the graph; a cached one is quicker
+    return round(seconds, 1)

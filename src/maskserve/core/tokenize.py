@@ -28,11 +28,12 @@ def load_tokenizer(path: Path, *, disable_lower_case: bool = False, trust_remote
 class TextEncoder:
     """Wraps a transformers tokenizer; every method is safe to call from worker threads."""
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(self, tokenizer: Any, max_length: int, *, truncation: bool = True) -> None:
         if tokenizer.mask_token_id is None:
             raise ValueError("the tokenizer defines no mask token")
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.truncation = truncation
         self.mask_token: str = tokenizer.mask_token
         self.mask_token_id: int = int(tokenizer.mask_token_id)
         self.pad_token_id: int | None = tokenizer.pad_token_id
@@ -42,17 +43,24 @@ class TextEncoder:
         self._uses_token_types = "token_type_ids" in tokenizer.model_input_names
 
     def encode(self, texts: Sequence[str]) -> list[EncodedText]:
-        """Tokenize and truncate like ``pipeline(..., tokenizer_kwargs={"truncation": True})``."""
+        """Tokenize and truncate like ``pipeline(..., tokenizer_kwargs={"truncation": True})``; without
+        truncation, a text longer than max_length is a BadRequest."""
         enc = self.tokenizer(
             list(texts),
-            truncation=True,
-            max_length=self.max_length,
+            truncation=self.truncation,
+            max_length=self.max_length if self.truncation else None,
             return_attention_mask=False,
             return_token_type_ids=self._uses_token_types,
         )
         token_types = enc.get("token_type_ids") if self._uses_token_types else None
         out: list[EncodedText] = []
         for index, ids in enumerate(enc["input_ids"]):
+            if len(ids) > self.max_length:
+                where = f"input {index} is" if len(texts) > 1 else "the input is"
+                raise BadRequest(
+                    f"{where} {len(ids)} tokens long and this model takes at most {self.max_length} "
+                    "(--max_length); the server runs with --truncation false, so shorten the text"
+                )
             positions = tuple(i for i, tok in enumerate(ids) if tok == self.mask_token_id)
             if not positions:
                 raise BadRequest(self._no_mask_message(texts, index))

@@ -81,3 +81,19 @@ def parse_params(raw: Any, where: str = "parameters") -> FillMaskParams | None:
             raise BadRequest(f"'{where}.targets' is empty; give at least one target word")
         targets = tuple(items)
     return FillMaskParams(top_k=top_k, targets=targets)
+
+
+_TRUE = {"true", "1", "yes", "on", "t", "y"}
+_FALSE = {"false", "0", "no", "off", "f", "n"}
+
+
+def parse_flag(value: str | None, name: str) -> bool | None:
+    """A boolean header, read leniently (``true``/``1``/``false``/``0`` and the like); None when absent."""
+    if value is None or not value.strip():
+        return None
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise BadRequest(f"header {name} must be true or false (or 1 or 0), got {value[:40]!r}")

@@ -7,6 +7,7 @@ use: no handler threads. Inference goes through the same ``dataplane.v2_infer`` 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,8 +22,10 @@ from maskserve import __version__
 from maskserve.api.grpc import convert
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
+from maskserve.api.grpc.auth import ApiKeyInterceptor
 from maskserve.core import dataplane
 from maskserve.core.engine import Engine
+from maskserve.core.slot import ModelSlot, ModelState
 from maskserve.errors import MaskserveError, NotFound
 from maskserve.protocols import v2
 
@@ -90,16 +93,18 @@ def _status_mapped(
 class InferenceServicer:
     """``inference.GRPCInferenceService`` over one engine (the generated code registers it by method name)."""
 
-    def __init__(self, engine: Engine, *, extensions: list[str] | None = None) -> None:
-        self.engine = engine
+    def __init__(self, slot: ModelSlot, *, extensions: list[str] | None = None) -> None:
+        self.slot = slot
         self.extensions = list(extensions or [])
 
-    def _engine_for(self, name: str, version: str = "") -> Engine:
-        if not self.engine.info.answers_to(name):
-            raise NotFound(f"Model with name {name} does not exist.")
+    def _check(self, name: str, version: str) -> None:
+        self.slot.check_name(name)
         if version:
             raise NotFound(f"Model {name} has no version {version}: maskserve serves one unversioned model")
-        return self.engine
+
+    def _engine_for(self, name: str, version: str = "") -> Engine:
+        self._check(name, version)
+        return self.slot.engine_or_raise()
 
     @_status_mapped
     async def ServerLive(  # noqa: N802 (the protocol's method name)
@@ -111,14 +116,14 @@ class InferenceServicer:
     async def ServerReady(  # noqa: N802 (the protocol's method name)
         self, request: pb.ServerReadyRequest, context: Context
     ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=True)
+        return pb.ServerReadyResponse(ready=self.slot.ready)
 
     @_status_mapped
     async def ModelReady(  # noqa: N802 (the protocol's method name)
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
-        self._engine_for(request.name, request.version)
-        return pb.ModelReadyResponse(ready=True)
+        self._check(request.name, request.version)
+        return pb.ModelReadyResponse(ready=self.slot.ready)
 
     @_status_mapped
     async def ServerMetadata(  # noqa: N802 (the protocol's method name)
@@ -155,30 +160,52 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
+def _follow_slot(slot: ModelSlot, health: Any) -> None:
+    """Keep the standard health service in step with the model: SERVING only while it is ready."""
+    pending: set[asyncio.Task[None]] = set()
+
+    def on_state(state: ModelState) -> None:
+        status = (
+            _health_pb2.HealthCheckResponse.SERVING
+            if state is ModelState.READY
+            else _health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            task = asyncio.get_running_loop().create_task(health.set(service, status))
+            pending.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(pending.discard)
+
+    slot.add_listener(on_state)
+
+
 async def start_grpc_server(
-    engine: Engine,
+    target: Engine | ModelSlot,
     *,
     host: str,
     port: int,
     max_send_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
     max_receive_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+    api_keys: frozenset[str] = frozenset(),
+    protect_health: bool = False,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC server in the running event loop; returns it and the bound port (port 0: ephemeral).
 
     Stop it with ``await server.stop(grace)``. Binding fails loudly (RuntimeError) when the port is taken:
     SO_REUSEPORT, on by default in grpc, is switched off so two servers never share a port silently.
     """
+    slot = target if isinstance(target, ModelSlot) else ModelSlot.ready_with(target)
+    interceptors = [ApiKeyInterceptor(api_keys, protect_health=protect_health)] if api_keys else []
     server = grpc.aio.server(
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", max_send_message_length),
             ("grpc.max_receive_message_length", max_receive_message_length),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
-    _add_inference_servicer(InferenceServicer(engine), server)
+    _add_inference_servicer(InferenceServicer(slot), server)
     health = _health.aio.HealthServicer()
-    for service in ("", SERVICE_NAME):
-        await health.set(service, _health_pb2.HealthCheckResponse.SERVING)
+    _follow_slot(slot, health)
     _health_pb2_grpc.add_HealthServicer_to_server(health, server)
     bound = server.add_insecure_port(_address(host, port))
     await server.start()

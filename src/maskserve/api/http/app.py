@@ -1,18 +1,36 @@
-"""The FastAPI application: routers and error handlers around one engine."""
+"""The FastAPI application: routers, error handlers and middlewares around one model slot."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from maskserve import __version__
+from maskserve.api.http.auth import ApiKeyMiddleware
 from maskserve.api.http.errors import install_error_handlers
+from maskserve.api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from maskserve.api.http.openapi import install_openapi
 from maskserve.api.http.responses import JSONResponse
 from maskserve.api.http.routes import hf, v1, v2
+from maskserve.config import Settings
 from maskserve.core.engine import Engine
+from maskserve.core.metrics import Metrics
+from maskserve.core.slot import ModelSlot
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(
+    target: Engine | ModelSlot, settings: Settings | None = None, metrics: Metrics | None = None
+) -> FastAPI:
+    """``target``: a loaded engine, or the slot the server fills once loading in the background is done.
+
+    ``settings`` supplies the HTTP limits and keys (defaults when None, as in tests that build an app
+    around an engine).
+    """
+    slot = target if isinstance(target, ModelSlot) else ModelSlot.ready_with(target)
+    settings = settings or Settings.model_construct()
+    if metrics is None:
+        metrics = slot.engine.metrics if slot.engine is not None and slot.engine.metrics else None
+    metrics = metrics or Metrics(slot.name)
     app = FastAPI(
         title="maskserve",
         version=__version__,
@@ -21,9 +39,24 @@ def create_app(engine: Engine) -> FastAPI:
         ),
         default_response_class=JSONResponse,
     )
-    app.state.engine = engine
+    app.state.slot = slot
+    app.state.metrics = metrics
+    app.state.max_wait_for_model_s = settings.max_wait_for_model_s
     install_error_handlers(app)
     install_openapi(app)
     for module in (v1, v2, hf):
         app.include_router(module.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.render(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    # Added innermost first: the request context (id, access log, metrics) sees every answer, the 401s
+    # and 413s of the layers inside it included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    keys = settings.api_keys()
+    if keys:
+        app.add_middleware(ApiKeyMiddleware, keys=keys, protect_health=settings.protect_health)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, log_bodies=settings.log_requests)
     return app

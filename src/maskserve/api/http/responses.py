@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from maskserve.core.cache import CacheOutcome
 from maskserve.protocols.common import dumps
 
 
@@ -23,3 +24,11 @@ def error_response(
     status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+
+
+CACHE_HEADER = "X-Cache"
+
+
+def cache_headers(outcome: CacheOutcome) -> dict[str, str]:
+    """``X-Cache: hit`` (every input from the cache), ``miss`` (some computed) or ``bypass`` (not used)."""
+    return {CACHE_HEADER: outcome.label}

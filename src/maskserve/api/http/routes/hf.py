@@ -6,19 +6,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
+from maskserve.api.http.deps import hf_engine, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
-from maskserve.api.http.responses import JSONResponse
-from maskserve.core.engine import Engine
+from maskserve.api.http.responses import JSONResponse, cache_headers
+from maskserve.core.cache import CacheOutcome
 from maskserve.protocols import hf, schemas
 
 router = APIRouter(tags=["Hugging Face Inference API"])
 
 
-async def _fill_mask(request: Request, engine: Engine) -> JSONResponse:
+async def _fill_mask(request: Request, model_id: str | None) -> JSONResponse:
     parsed = hf.parse_hf_request(await request.body(), request.headers.get("content-type"))
-    results = await unless_disconnected(request, engine.fill_mask(parsed.texts, parsed.params))
-    return JSONResponse(hf.render_hf_response(results, parsed.unwrap))
+    engine = await hf_engine(request, model_id, parsed.wait_for_model)
+    outcome = CacheOutcome()
+    work = engine.fill_mask(
+        parsed.texts, parsed.params, use_cache=use_cache(request, parsed.use_cache), outcome=outcome
+    )
+    results = await unless_disconnected(request, work)
+    return JSONResponse(hf.render_hf_response(results, parsed.unwrap), headers=cache_headers(outcome))
 
 
 _FILL_MASK: dict[str, Any] = {
@@ -30,12 +35,12 @@ _FILL_MASK: dict[str, Any] = {
 
 @router.post("/models/{model_id:path}", **_FILL_MASK)
 async def fill_mask_by_model(request: Request, model_id: str) -> JSONResponse:
-    return await _fill_mask(request, engine_for(request, model_id))
+    return await _fill_mask(request, model_id)
 
 
 @router.post("/", **_FILL_MASK)
 async def fill_mask(request: Request) -> JSONResponse:
-    return await _fill_mask(request, engine_of(request))
+    return await _fill_mask(request, None)
 
 
 @router.get("/", response_model=dict[str, str])

@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
+from maskserve.api.http.deps import engine_for, slot_of, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
-from maskserve.api.http.responses import JSONResponse
+from maskserve.api.http.responses import JSONResponse, cache_headers
+from maskserve.core.cache import CacheOutcome
 from maskserve.protocols import kserve_v1, schemas
 
 router = APIRouter(tags=["KServe V1"])
@@ -16,7 +17,7 @@ router = APIRouter(tags=["KServe V1"])
 
 @router.get("/v1/models", response_model=schemas.ModelList)
 async def list_models(request: Request) -> dict[str, Any]:
-    return kserve_v1.model_list([engine_of(request).info.name])
+    return kserve_v1.model_list([slot_of(request).name])
 
 
 @router.get("/v1/models/{name}", response_model=schemas.ModelReady, responses=ERRORS)
@@ -33,12 +34,11 @@ async def model_ready(request: Request, name: str) -> dict[str, Any]:
 async def predict(request: Request, name: str) -> JSONResponse:
     engine = engine_for(request, name)
     parsed = kserve_v1.parse_v1_request(await request.body())
+    cached, outcome = use_cache(request), CacheOutcome()
     if parsed.params is not None:
-        return JSONResponse(
-            kserve_v1.render_v1_candidates(
-                await unless_disconnected(request, engine.fill_mask(parsed.texts, parsed.params))
-            )
-        )
-    return JSONResponse(
-        kserve_v1.render_v1_values(await unless_disconnected(request, engine.kserve_values(parsed.texts)))
-    )
+        work = engine.fill_mask(parsed.texts, parsed.params, use_cache=cached, outcome=outcome)
+        body = kserve_v1.render_v1_candidates(await unless_disconnected(request, work))
+    else:
+        values = engine.kserve_values(parsed.texts, use_cache=cached, outcome=outcome)
+        body = kserve_v1.render_v1_values(await unless_disconnected(request, values))
+    return JSONResponse(body, headers=cache_headers(outcome))

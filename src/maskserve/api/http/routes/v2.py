@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from maskserve import __version__
-from maskserve.api.http.deps import engine_for, engine_of, unless_disconnected
+from maskserve.api.http.deps import engine_for, slot_of, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
-from maskserve.api.http.responses import JSONResponse
+from maskserve.api.http.responses import JSONResponse, cache_headers
 from maskserve.core import dataplane
+from maskserve.core.cache import CacheOutcome
 from maskserve.errors import NotFound
 from maskserve.protocols import schemas, v2, v2_binary
 
@@ -29,14 +30,15 @@ async def live() -> dict[str, Any]:
     return {"live": True}
 
 
-@router.get("/v2/health/ready", response_model=schemas.Ready)
-async def ready() -> dict[str, Any]:
+@router.get("/v2/health/ready", response_model=schemas.Ready, responses=ERRORS)
+async def ready(request: Request) -> dict[str, Any]:
+    slot_of(request).engine_or_raise()  # 503 until the model can serve, as KServe
     return {"ready": True}
 
 
 @router.get("/v2/models", response_model=schemas.ModelList)
 async def list_models(request: Request) -> dict[str, Any]:
-    return {"models": [engine_of(request).info.name]}
+    return {"models": [slot_of(request).name]}
 
 
 @router.get("/v2/models/{name}", response_model=v2.ModelMetadata, responses=ERRORS)
@@ -65,9 +67,13 @@ async def infer(request: Request, name: str) -> Response:
     or outputs are asked for with ``binary_data`` / ``binary_data_output`` (response)."""
     engine = engine_for(request, name)
     parsed = v2_binary.parse_request(await request.body(), request.headers.get(v2_binary.HEADER))
-    result = await unless_disconnected(request, dataplane.v2_infer(engine, parsed))
+    outcome = CacheOutcome()
+    work = dataplane.v2_infer(engine, parsed, use_cache=use_cache(request), outcome=outcome)
+    result = await unless_disconnected(request, work)
+    headers = cache_headers(outcome)
     binary = v2_binary.encode_binary_response(result, parsed)
     if binary is None:
-        return JSONResponse(result)
+        return JSONResponse(result, headers=headers)
     body, json_length = binary
-    return Response(body, media_type="application/octet-stream", headers={v2_binary.HEADER: str(json_length)})
+    headers[v2_binary.HEADER] = str(json_length)
+    return Response(body, media_type="application/octet-stream", headers=headers)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from maskserve.core.slot import ModelSlot, ModelState
+from maskserve.errors import ModelNotReady, NotFound
+from support.engines import engine_for
+
+
+def test_loading_slot_answers_503_with_an_estimate(bert_dir: Path) -> None:
+    slot = ModelSlot("bert", "org/bert", expected_load_s=40)
+    with pytest.raises(ModelNotReady, match="Model with name bert is not ready") as info:
+        slot.engine_or_raise()
+    assert info.value.estimated_time is not None
+    assert 1 <= info.value.estimated_time <= 40
+    assert int(info.value.headers["Retry-After"]) >= 1
+    with pytest.raises(ModelNotReady, match="Model org/bert is currently loading"):
+        slot.engine_or_raise(loading_message="Model org/bert is currently loading")
+    slot.check_name("bert")
+    slot.check_name("org/bert")
+    with pytest.raises(NotFound):
+        slot.check_name("other")
+
+
+def test_states_reach_listeners_in_order(bert_dir: Path) -> None:
+    seen: list[ModelState] = []
+    slot = ModelSlot("model")
+    slot.add_listener(seen.append)
+    engine = engine_for(bert_dir)
+    slot.set_ready(engine)
+    assert slot.engine_or_raise() is engine
+    slot.set_stopping()
+    assert seen == [ModelState.LOADING, ModelState.READY, ModelState.STOPPING]
+    # In-flight and late requests still reach the engine while the listener closes.
+    assert slot.engine_or_raise() is engine
+
+
+def test_failed_slot_says_why() -> None:
+    slot = ModelSlot("m")
+    slot.set_failed("no such repo")
+    with pytest.raises(ModelNotReady, match="failed to load: no such repo"):
+        slot.engine_or_raise()
+
+
+async def test_wait_engine_returns_once_ready_and_times_out_otherwise(bert_dir: Path) -> None:
+    engine = engine_for(bert_dir)
+    slot = ModelSlot("model")
+    with pytest.raises(ModelNotReady):
+        await slot.wait_engine(0.05)
+    waiter = asyncio.ensure_future(slot.wait_engine(5))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    slot.set_ready(engine)
+    assert await asyncio.wait_for(waiter, 2) is engine
+
+
+async def test_wait_engine_fails_fast_when_loading_fails() -> None:
+    slot = ModelSlot("model")
+    waiter = asyncio.ensure_future(slot.wait_engine(30))
+    await asyncio.sleep(0.02)
+    slot.set_failed("boom")
+    with pytest.raises(ModelNotReady, match="boom"):
+        await asyncio.wait_for(waiter, 2)
