@@ -1,4 +1,5 @@
-"""Command line: ``maskserve serve`` and ``maskserve predict``, with flags built from :class:`Settings`."""
+"""Command line: ``maskserve serve`` and ``maskserve predict``, with flags built from :class:`Settings`, and
+``maskserve download``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -57,7 +59,9 @@ def parse_bool(value: str) -> bool:
 
 
 def _base_type(annotation: Any) -> Any:
-    """``int | None`` -> int; Literal stays Literal."""
+    """``int | None`` -> int; Literal stays Literal; ``Annotated[T, ...]`` -> T."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0] if len(args) == 1 else str
@@ -81,6 +85,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
             continue
         if kind is bool:
             kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
+        elif typing.get_origin(kind) in (tuple, list):
+            kwargs.update(action="append", type=str)
         elif typing.get_origin(kind) is typing.Literal:
             kwargs.update(choices=list(typing.get_args(kind)))
         else:
@@ -127,7 +133,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--top_k", type=int, default=5, help="candidates per mask")
     predict.add_argument("--targets", nargs="+", default=None, help="restrict candidates to these words")
+
+    download = commands.add_parser(
+        "download",
+        help="fetch a model into a directory",
+        description=(
+            "Fetch the model named by URI into DIR; DIR appears only once the model is complete. URI is a "
+            "local directory, file://..., hf://org/name[@revision] (or a bare Hub id), s3://bucket/prefix, "
+            "gs://bucket/prefix or an http(s):// .tar.gz, .tgz, .tar or .zip archive (see docs/storage.md)."
+        ),
+    )
+    download.add_argument("uri", metavar="URI", help="where the model is")
+    download.add_argument("dir", metavar="DIR", help="where to put it: missing or empty, unless --force")
+    download.add_argument("--revision", default=None, help="Hub branch, tag or commit (hf:// sources only)")
+    download.add_argument("--force", action="store_true", help="replace DIR when it is not empty")
+    download.add_argument(
+        "--cache_dir",
+        default=None,
+        help="Hub download cache, where an interrupted Hub download resumes (default: HF_HOME)",
+    )
     return parser
+
+
+def run_download(args: argparse.Namespace) -> int:
+    """``maskserve download``: print DIR and return 0, or print why not and return 1 (no traceback: the
+    message is meant to be acted on, and the stack would bury it)."""
+    from maskserve.errors import ModelLoadError
+    from maskserve.storage import download_model
+
+    try:
+        path = download_model(
+            args.uri,
+            Path(args.dir),
+            revision=args.revision,
+            force=args.force,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        )
+    except ModelLoadError as exc:
+        print(f"maskserve download: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"maskserve download: interrupted; {args.dir} was left as it was", file=sys.stderr)
+        return 130
+    print(path)
+    return 0
 
 
 def settings_from_args(args: argparse.Namespace, unknown: Sequence[str] = ()) -> Settings:
@@ -153,6 +202,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if args.command == "download":
+        if unknown:  # only serve and predict tolerate unknown flags, for KServe's sake
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        sys.exit(run_download(args))
     stray = [u for u in unknown if not u.startswith("-")]
     if stray:
         parser.error(f"unexpected arguments: {' '.join(stray)}")

@@ -1,12 +1,10 @@
-"""Resolve a model source (local directory, ``file://`` URI or Hugging Face Hub id) into a local directory."""
+"""Hugging Face Hub sources (``hf://org/name[@rev]`` and bare ids), fetched into huggingface_hub's cache."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from huggingface_hub import HfApi, constants, get_cached_repo_tree, snapshot_download
 from huggingface_hub.errors import (
@@ -21,7 +19,7 @@ from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
 
 from maskserve.errors import ModelLoadError
 
-__all__ = ["HubRef", "parse_hub_ref", "resolve_model_source"]
+__all__ = ["HubRef", "parse_hub_ref", "snapshot"]
 
 _HF_SCHEME = "hf://"
 _HF_REF = re.compile(r"(?P<repo>[^@:]+)(?:[@:](?P<rev>.+))?")
@@ -50,38 +48,21 @@ class HubRef:
 
 
 def parse_hub_ref(source: str) -> HubRef | None:
-    """Return the Hub reference named by ``source``, or None when it names a local path.
+    """Return the Hub reference named by ``source``, or None when it names a local path or another URI.
 
     ``hf://org/name``, ``hf://org/name@rev`` and ``hf://org/name:rev`` are always Hub references (a malformed
     one raises ModelLoadError); a bare ``org/name`` or ``name`` is one only if no such local path exists.
     """
-    if source.startswith(_HF_SCHEME):
+    if source[: len(_HF_SCHEME)].lower() == _HF_SCHEME:
         match = _HF_REF.fullmatch(source[len(_HF_SCHEME) :])
         if match is None or not _is_repo_id(match["repo"]):
             raise ModelLoadError(f"invalid Hub reference {source!r}: expected hf://org/name[@revision]")
         return HubRef(match["repo"], match["rev"])
-    if source.startswith("file:") or Path(source).expanduser().exists() or not _is_repo_id(source):
+    if "://" in source or source.startswith("file:") or Path(source).expanduser().exists():
+        return None
+    if not _is_repo_id(source):
         return None
     return HubRef(source, None)
-
-
-def resolve_model_source(
-    source: str,
-    *,
-    revision: str | None = None,
-    cache_dir: Path | None = None,
-    token: str | None = None,
-    endpoint: str | None = None,
-) -> Path:
-    """Return a local directory holding the model named by ``source``, downloading it from the Hub if needed.
-
-    ``revision`` applies to Hub ids that do not carry their own. ``token`` defaults to huggingface_hub's own
-    lookup (``HF_TOKEN``, then the stored login); ``endpoint`` defaults to its ``HF_ENDPOINT``.
-    """
-    ref = parse_hub_ref(source)
-    if ref is None:
-        return _local_dir(source)
-    return _download(ref.repo_id, ref.revision or revision, cache_dir, token, endpoint)
 
 
 def _is_repo_id(candidate: str) -> bool:
@@ -92,24 +73,15 @@ def _is_repo_id(candidate: str) -> bool:
     return True
 
 
-def _local_dir(source: str) -> Path:
-    if source.startswith("file:"):
-        parts = urlsplit(source)
-        if parts.netloc not in ("", "localhost"):
-            raise ModelLoadError(f"unsupported file URI {source!r}: only local file:///abs/path URIs work")
-        path = Path(url2pathname(parts.path))
-    else:
-        path = Path(source).expanduser()
-    if not path.exists():
-        raise ModelLoadError(f"model directory {str(path)!r} does not exist (nor is {source!r} a Hub id)")
-    if not path.is_dir():
-        raise ModelLoadError(f"model path {str(path)!r} is not a directory")
-    return path
-
-
-def _download(
+def snapshot(
     repo_id: str, revision: str | None, cache_dir: Path | None, token: str | None, endpoint: str | None
 ) -> Path:
+    """The snapshot directory of ``repo_id`` in the Hub cache, holding the config, tokenizer files and one
+    weights format (safetensors if the repo has it, else pytorch_model.bin); nothing below the top level.
+
+    huggingface_hub shows its progress bars and resumes a partial file (``*.incomplete`` in the cache) on
+    the next attempt; neither is turned off here.
+    """
     hub, api = endpoint or constants.ENDPOINT, HfApi(endpoint=endpoint, token=token)
     # model_info makes a single attempt, unlike list_repo_files whose pagination retries for ~20 s when the
     # Hub is unreachable; its siblings are the repo's file list at that revision.
