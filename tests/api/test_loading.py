@@ -92,3 +92,16 @@ async def test_failed_load_is_reported_not_ready(loading: tuple[ModelSlot, httpx
     assert "weights are missing" in response.json()["error"]
     waited = await client.post("/", json={"inputs": "a [MASK]", "options": {"wait_for_model": True}})
     assert waited.status_code == 503
+
+
+async def test_draining_turns_readiness_off_but_finishes_requests(
+    bert_dir: Path, loading: tuple[ModelSlot, httpx.AsyncClient]
+) -> None:
+    slot, client = loading
+    slot.set_ready(engine_for(bert_dir, model_name="bert"))
+    slot.set_stopping()
+    for path in ("/v2/health/ready", "/v1/models/bert", "/v2/models/bert/ready"):
+        response = await client.get(path)
+        assert response.status_code == 503, path
+        assert "shutting down" in response.json()["error"]
+    assert (await client.post("/v1/models/bert:predict", json={"instances": ["a [MASK] ."]})).status_code == 200

@@ -143,3 +143,16 @@ def test_bfloat16_on_cpu(bert_dir: Path) -> None:
     (ref,) = engine_for(bert_dir).infer(["the [MASK] sat ."])
     (ours,) = engine.infer(["the [MASK] sat ."])
     np.testing.assert_allclose(ours.logits, ref.logits, atol=0.1)
+
+
+@pytest.mark.parametrize(
+    ("content", "cap"),
+    [("150000 100000\n", 2), ("100000 100000", 1), ("50000 100000", 1), ("max 100000", None), ("junk", None)],
+)
+def test_default_threads_respect_a_cgroup_cpu_quota(tmp_path: Path, content: str, cap: int | None) -> None:
+    from maskserve.backends.torch_backend import default_threads
+
+    unbounded = default_threads(tmp_path / "missing")
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text(content, encoding="ascii")
+    assert default_threads(cpu_max) == (unbounded if cap is None else min(cap, unbounded))

@@ -64,3 +64,12 @@ async def test_wait_engine_fails_fast_when_loading_fails() -> None:
     slot.set_failed("boom")
     with pytest.raises(ModelNotReady, match="boom"):
         await asyncio.wait_for(waiter, 2)
+
+
+def test_a_draining_slot_is_not_ready_but_still_serves(bert_dir: Path) -> None:
+    slot = ModelSlot.ready_with(engine_for(bert_dir))
+    slot.require_ready()
+    slot.set_stopping()
+    with pytest.raises(ModelNotReady, match="shutting down"):
+        slot.require_ready()
+    assert slot.engine_or_raise() is slot.engine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,21 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return {"float": "float32", "half": "float16"}.get(dtype, dtype)
 
 
-def default_threads() -> int:
-    """Cores this process may use (cgroup/affinity aware), which is what intra-op parallelism should fill."""
+def default_threads(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use, which is what intra-op parallelism should fill: the CPU affinity, capped
+    by a cgroup v2 CPU quota. In a container with a CPU limit the affinity is still every core of the node,
+    and one thread per node core under a 2-core quota spends its time throttled."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 CPU controller here: the affinity is all there is
+    return cores
 
 
 # Linear layers that read an internal activation (attention context, GELU output) rather than the

@@ -100,6 +100,11 @@ class ModelSlot:
             return ModelNotReady(f"Model {self.name} failed to load: {self.error}")
         return ModelNotReady(f"Model with name {self.name} is not ready: the server is shutting down.")
 
+    def require_ready(self) -> None:
+        """For readiness probes: only READY is ready; a draining server must stop receiving traffic."""
+        if self.state is not ModelState.READY:
+            raise self.not_ready()
+
     def engine_or_raise(self, *, loading_message: str | None = None) -> Engine:
         if self.state is ModelState.READY and self.engine is not None:
             return self.engine

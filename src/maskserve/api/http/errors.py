@@ -43,9 +43,16 @@ async def _client_gone(_: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error", exc_info=exc)
-    return error_response(500, f"internal error ({type(exc).__name__}); the server logs have the details")
+    # Starlette answers this one from outside the request-context middleware: add the id it assigned, so
+    # the client can quote it when looking for the traceback in the logs.
+    request_id = getattr(request.state, "request_id", None)
+    return error_response(
+        500,
+        f"internal error ({type(exc).__name__}); the server logs have the details",
+        {"X-Request-Id": request_id} if request_id else None,
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -22,7 +22,9 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/models/{name}", response_model=schemas.ModelReady, responses=ERRORS)
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
-    return kserve_v1.model_ready(engine_for(request, name).info.name, True)
+    engine = engine_for(request, name)
+    slot_of(request).require_ready()
+    return kserve_v1.model_ready(engine.info.name, True)
 
 
 @router.post(

@@ -32,7 +32,7 @@ async def live() -> dict[str, Any]:
 
 @router.get("/v2/health/ready", response_model=schemas.Ready, responses=ERRORS)
 async def ready(request: Request) -> dict[str, Any]:
-    slot_of(request).engine_or_raise()  # 503 until the model can serve, as KServe
+    slot_of(request).require_ready()  # 503 until the model can serve (and again while draining), as KServe
     return {"ready": True}
 
 
@@ -48,7 +48,9 @@ async def model_metadata(request: Request, name: str) -> v2.ModelMetadata:
 
 @router.get("/v2/models/{name}/ready", response_model=schemas.ModelReady, responses=ERRORS)
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
-    return {"name": engine_for(request, name).info.name, "ready": True}
+    engine = engine_for(request, name)
+    slot_of(request).require_ready()
+    return {"name": engine.info.name, "ready": True}
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", responses=ERRORS)
