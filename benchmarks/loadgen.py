@@ -135,7 +135,8 @@ class _Connection:
         reader, writer = self._streams
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self._host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            # Measure the model, not the response cache: runs at several client counts replay one pool.
+            f"x-use-cache: false\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         writer.write(head.encode("ascii") + body)
         raw = await reader.readuntil(b"\r\n\r\n")

@@ -26,3 +26,11 @@ def hub() -> Iterator[FakeHub]:
 @pytest.fixture
 def cache(tmp_path: Path) -> Path:
     return tmp_path / "hf-cache"
+
+
+@pytest.fixture
+def parent(tmp_path: Path) -> Path:
+    """An empty directory to download into: after any call it must hold the model or nothing at all."""
+    directory = tmp_path / "models"
+    directory.mkdir()
+    return directory

@@ -17,6 +17,7 @@ import pytest
 from maskserve.errors import ModelLoadError
 from maskserve.storage import download_model, resolve_model_source
 from storage.archives import MODEL_FILES, NOISE, file, model_entries, symlink, tar_bytes, zip_bytes
+from storage.checks import download_fails, files_of
 
 
 @dataclass
@@ -86,25 +87,6 @@ def site() -> Iterator[Site]:
     thread.join(timeout=5)
 
 
-@pytest.fixture
-def parent(tmp_path: Path) -> Path:
-    """An empty directory to download into: after any call it must hold the model or nothing at all."""
-    directory = tmp_path / "models"
-    directory.mkdir()
-    return directory
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def _fails(url: str, parent: Path, match: str) -> str:
-    with pytest.raises(ModelLoadError, match=match) as info:
-        download_model(url, parent / "bert")
-    assert list(parent.iterdir()) == []  # neither the destination nor a staging directory
-    return str(info.value)
-
-
 # --- success -----------------------------------------------------------------------------------------------
 
 
@@ -121,34 +103,34 @@ def test_download_archive(site: Site, parent: Path, path: str) -> None:
     site.routes[path] = Route(ARCHIVES[path])
     dest = download_model(site.url(path), parent / "bert")
     assert dest == parent / "bert"
-    assert _files(dest) == MODEL_FILES
+    assert files_of(dest) == MODEL_FILES
     assert [p.name for p in parent.iterdir()] == ["bert"]
 
 
 def test_content_type_names_the_archive_kind(site: Site, parent: Path) -> None:
     site.routes["/download"] = Route(zip_bytes(model_entries()), "application/zip")
     dest = download_model(site.url("/download?id=7"), parent / "bert")
-    assert _files(dest) == MODEL_FILES
+    assert files_of(dest) == MODEL_FILES
 
 
 def test_archive_without_content_length(site: Site, parent: Path) -> None:
     site.routes["/bert.tgz"] = Route(tar_bytes(model_entries()), send_length=False)
-    assert _files(download_model(site.url("/bert.tgz"), parent / "bert")) == MODEL_FILES
+    assert files_of(download_model(site.url("/bert.tgz"), parent / "bert")) == MODEL_FILES
 
 
 def test_headers_from_the_host_variable(site: Site, parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site.routes["/bert.tgz"] = Route(
         tar_bytes(model_entries()), required_headers={"Authorization": "Bearer s3"}
     )
-    _fails(site.url("/bert.tgz"), parent, r"refused access \(HTTP 403\).*127\.0\.0\.1-headers")
+    download_fails(site.url("/bert.tgz"), parent, r"refused access \(HTTP 403\).*127\.0\.0\.1-headers")
 
     monkeypatch.setenv("127.0.0.1-headers", '{"Authorization": "Bearer s3"}')
-    assert _files(download_model(site.url("/bert.tgz"), parent / "bert")) == MODEL_FILES
+    assert files_of(download_model(site.url("/bert.tgz"), parent / "bert")) == MODEL_FILES
 
 
 def test_malformed_host_headers_variable(site: Site, parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("127.0.0.1-headers", "Authorization: Bearer s3")
-    _fails(site.url("/bert.tgz"), parent, "127.0.0.1-headers must hold a JSON object")
+    download_fails(site.url("/bert.tgz"), parent, "127.0.0.1-headers must hold a JSON object")
 
 
 # --- failures leave nothing behind -------------------------------------------------------------------------
@@ -157,7 +139,7 @@ def test_malformed_host_headers_variable(site: Site, parent: Path, monkeypatch: 
 def test_connection_cut_midway(site: Site, parent: Path) -> None:
     body = tar_bytes([*model_entries(), file("noise.bin", NOISE)])
     site.routes["/bert.tgz"] = Route(body, cut_after=len(body) // 2)
-    message = _fails(site.url("/bert.tgz"), parent, "was cut off")
+    message = download_fails(site.url("/bert.tgz"), parent, "was cut off")
     assert f"{len(body) // 2} of {len(body)} bytes" in message
 
 
@@ -165,7 +147,7 @@ def test_connection_cut_midway_without_length(site: Site, parent: Path) -> None:
     # Nothing tells the client the body is short; the gzip stream ending early does.
     body = tar_bytes([*model_entries(), file("noise.bin", NOISE)])
     site.routes["/bert.tgz"] = Route(body, send_length=False, cut_after=len(body) // 2)
-    _fails(site.url("/bert.tgz"), parent, "is not a readable tar archive")
+    download_fails(site.url("/bert.tgz"), parent, "is not a readable tar archive")
 
 
 @pytest.mark.parametrize(
@@ -178,7 +160,7 @@ def test_connection_cut_midway_without_length(site: Site, parent: Path) -> None:
 )
 def test_unsafe_archive(site: Site, parent: Path, tmp_path: Path, entries: list[Any]) -> None:
     site.routes["/bert.tgz"] = Route(tar_bytes(entries))
-    _fails(site.url("/bert.tgz"), parent, "unsafe member")
+    download_fails(site.url("/bert.tgz"), parent, "unsafe member")
     assert not list(tmp_path.rglob("evil"))
 
 
@@ -188,7 +170,9 @@ def test_download_size_bound_from_content_length(
     body = tar_bytes([*model_entries(), file("noise.bin", NOISE)])
     site.routes["/bert.tgz"] = Route(body)
     monkeypatch.setenv("MASKSERVE_MAX_DOWNLOAD_BYTES", str(len(body) - 1))
-    message = _fails(site.url("/bert.tgz"), parent, f"is {len(body)} bytes, more than the {len(body) - 1}")
+    message = download_fails(
+        site.url("/bert.tgz"), parent, f"is {len(body)} bytes, more than the {len(body) - 1}"
+    )
     assert "MASKSERVE_MAX_DOWNLOAD_BYTES" in message
 
 
@@ -198,18 +182,20 @@ def test_download_size_bound_while_streaming(
     body = tar_bytes([*model_entries(), file("noise.bin", NOISE)])
     site.routes["/bert.tgz"] = Route(body, send_length=False)
     monkeypatch.setenv("MASKSERVE_MAX_DOWNLOAD_BYTES", "1000")
-    _fails(site.url("/bert.tgz"), parent, "sent more than the 1000 bytes allowed")
+    download_fails(site.url("/bert.tgz"), parent, "sent more than the 1000 bytes allowed")
 
 
 def test_extracted_size_bound(site: Site, parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site.routes["/bert.tgz"] = Route(tar_bytes([*model_entries(), file("zeros.bin", bytes(1 << 20))]))
     monkeypatch.setenv("MASKSERVE_MAX_EXTRACTED_BYTES", str(1 << 19))
-    _fails(site.url("/bert.tgz"), parent, "unpacks to more than 524288 bytes")
+    download_fails(site.url("/bert.tgz"), parent, "unpacks to more than 524288 bytes")
 
 
 def test_bad_size_variable(site: Site, parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MASKSERVE_MAX_DOWNLOAD_BYTES", "10GB")
-    _fails(site.url("/bert.tgz"), parent, "MASKSERVE_MAX_DOWNLOAD_BYTES='10GB' is not a positive number")
+    download_fails(
+        site.url("/bert.tgz"), parent, "MASKSERVE_MAX_DOWNLOAD_BYTES='10GB' is not a positive number"
+    )
     assert site.seen == []
 
 
@@ -222,26 +208,30 @@ def test_bad_size_variable(site: Site, parent: Path, monkeypatch: pytest.MonkeyP
 )
 def test_unsupported_archive_type(site: Site, parent: Path, path: str, route: Route) -> None:
     site.routes[path] = route
-    message = _fails(site.url(path), parent, "unsupported archive type")
+    message = download_fails(site.url(path), parent, "unsupported archive type")
     assert ".tar.gz, .tgz, .tar or .zip" in message
 
 
 def test_not_found_hides_the_query(site: Site, parent: Path) -> None:
-    message = _fails(site.url("/gone.tgz?X-Amz-Signature=topsecret"), parent, r"was not found \(HTTP 404\)")
+    message = download_fails(
+        site.url("/gone.tgz?X-Amz-Signature=topsecret"), parent, r"was not found \(HTTP 404\)"
+    )
     assert site.url("/gone.tgz") in message
     assert "topsecret" not in message
 
 
 def test_server_error(site: Site, parent: Path) -> None:
     site.routes["/bert.tgz"] = Route(b"oops", "text/plain", status=500)
-    _fails(site.url("/bert.tgz"), parent, "answered HTTP 500")
+    download_fails(site.url("/bert.tgz"), parent, "answered HTTP 500")
 
 
 def test_unreachable_host(parent: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    _fails(f"http://127.0.0.1:{port}/bert.tgz", parent, f"cannot reach http://127.0.0.1:{port}/bert.tgz")
+    download_fails(
+        f"http://127.0.0.1:{port}/bert.tgz", parent, f"cannot reach http://127.0.0.1:{port}/bert.tgz"
+    )
 
 
 # --- serving from a URL: downloaded once, then reused ------------------------------------------------------
@@ -252,7 +242,7 @@ def test_resolve_downloads_once_into_the_cache(site: Site, tmp_path: Path) -> No
     first = resolve_model_source(site.url("/bert.tgz"))
     assert first.parent == tmp_path / "xdg-cache" / "maskserve" / "models"  # XDG_CACHE_HOME from isolate()
     assert first.name.startswith("http-")
-    assert _files(first) == MODEL_FILES
+    assert files_of(first) == MODEL_FILES
     assert [p.name for p in first.parent.iterdir()] == [first.name]
 
     assert resolve_model_source(site.url("/bert.tgz")) == first
@@ -263,7 +253,7 @@ def test_resolve_under_cache_dir(site: Site, tmp_path: Path) -> None:
     site.routes["/bert.zip"] = Route(zip_bytes(model_entries()))
     path = resolve_model_source(site.url("/bert.zip"), cache_dir=tmp_path / "cache", revision="ignored")
     assert path.parent == tmp_path / "cache" / "maskserve-downloads"
-    assert _files(path) == MODEL_FILES
+    assert files_of(path) == MODEL_FILES
 
 
 def test_resolve_failure_leaves_no_cache_entry(site: Site, tmp_path: Path) -> None:
@@ -275,4 +265,4 @@ def test_resolve_failure_leaves_no_cache_entry(site: Site, tmp_path: Path) -> No
     assert list(root.iterdir()) == []
 
     site.routes["/bert.tgz"] = Route(body)  # the next start tries again
-    assert _files(resolve_model_source(site.url("/bert.tgz")))["config.json"] == MODEL_FILES["config.json"]
+    assert files_of(resolve_model_source(site.url("/bert.tgz")))["config.json"] == MODEL_FILES["config.json"]

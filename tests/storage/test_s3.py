@@ -17,6 +17,7 @@ import pytest
 from maskserve.errors import ModelLoadError
 from maskserve.storage import S3Options, download_model, resolve_model_source
 from storage.archives import MODEL_FILES, file, model_entries, tar_bytes, zip_bytes
+from storage.checks import download_fails, files_of
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
@@ -61,24 +62,6 @@ def bucket(moto_port: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bucket]:
     urllib.request.urlopen(request, timeout=10).close()
 
 
-@pytest.fixture
-def parent(tmp_path: Path) -> Path:
-    directory = tmp_path / "models"
-    directory.mkdir()
-    return directory
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-def _fails(uri: str, parent: Path, match: str) -> str:
-    with pytest.raises(ModelLoadError, match=match) as info:
-        download_model(uri, parent / "bert")
-    assert list(parent.iterdir()) == []  # neither the destination nor a staging directory
-    return str(info.value)
-
-
 # --- what gets downloaded ----------------------------------------------------------------------------------
 
 
@@ -92,13 +75,13 @@ def test_prefix_is_a_directory(bucket: Bucket, parent: Path, suffix: str) -> Non
 
     dest = download_model(f"s3://{bucket.name}/models/bert{suffix}", parent / "bert")
 
-    assert _files(dest) == {**MODEL_FILES, "sub/vocab.txt": b"[MASK]"}
+    assert files_of(dest) == {**MODEL_FILES, "sub/vocab.txt": b"[MASK]"}
     assert [p.name for p in parent.iterdir()] == ["bert"]
 
 
 def test_whole_bucket(bucket: Bucket, parent: Path) -> None:
     bucket.put_model("")
-    assert _files(download_model(f"s3://{bucket.name}", parent / "bert")) == MODEL_FILES
+    assert files_of(download_model(f"s3://{bucket.name}", parent / "bert")) == MODEL_FILES
 
 
 @pytest.mark.parametrize("key", ["bert.tar.gz", "bert.zip"])
@@ -107,13 +90,13 @@ def test_single_archive_is_unpacked(bucket: Bucket, parent: Path, key: str) -> N
     bucket.put(f"models/bert/{key}", body)
     bucket.put(f"models/{key}", body)
     # a prefix holding one archive, and the archive named exactly
-    assert _files(download_model(f"s3://{bucket.name}/models/bert", parent / "a")) == MODEL_FILES
-    assert _files(download_model(f"s3://{bucket.name}/models/{key}", parent / "b")) == MODEL_FILES
+    assert files_of(download_model(f"s3://{bucket.name}/models/bert", parent / "a")) == MODEL_FILES
+    assert files_of(download_model(f"s3://{bucket.name}/models/{key}", parent / "b")) == MODEL_FILES
 
 
 def test_single_object_that_is_no_archive(bucket: Bucket, parent: Path) -> None:
     bucket.put("models/model.safetensors", b"w")
-    _fails(f"s3://{bucket.name}/models/model.safetensors", parent, "is a single object, not a prefix")
+    download_fails(f"s3://{bucket.name}/models/model.safetensors", parent, "is a single object, not a prefix")
 
 
 def test_anonymous_access(bucket: Bucket, parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,17 +105,17 @@ def test_anonymous_access(bucket: Bucket, parent: Path, monkeypatch: pytest.Monk
         bucket.put(f"bert/{name}", data, ACL="public-read")
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    _fails(f"s3://{bucket.name}/bert", parent, "no usable AWS credentials")
+    download_fails(f"s3://{bucket.name}/bert", parent, "no usable AWS credentials")
 
     monkeypatch.setenv("awsAnonymousCredential", "true")
-    assert _files(download_model(f"s3://{bucket.name}/bert", parent / "bert")) == MODEL_FILES
+    assert files_of(download_model(f"s3://{bucket.name}/bert", parent / "bert")) == MODEL_FILES
 
 
 def test_resolve_downloads_once(bucket: Bucket, tmp_path: Path) -> None:
     bucket.put_model("bert/")
     first = resolve_model_source(f"s3://{bucket.name}/bert", cache_dir=tmp_path / "cache")
     assert first.parent == tmp_path / "cache" / "maskserve-downloads"
-    assert _files(first) == MODEL_FILES
+    assert files_of(first) == MODEL_FILES
 
     bucket.put("bert/config.json", b"changed")  # a complete earlier download is reused as it is
     assert resolve_model_source(f"s3://{bucket.name}/bert", cache_dir=tmp_path / "cache") == first
@@ -146,13 +129,13 @@ def test_object_that_fails_midway(bucket: Bucket, parent: Path) -> None:
     bucket.put_model("bert/")
     # listed after the others; GetObject on an archived object is refused with InvalidObjectState
     bucket.put("bert/zz-archived.bin", b"cold", StorageClass="GLACIER")
-    message = _fails(f"s3://{bucket.name}/bert", parent, "InvalidObjectState")
+    message = download_fails(f"s3://{bucket.name}/bert", parent, "InvalidObjectState")
     assert f"s3://{bucket.name}/bert/zz-archived.bin" in message
 
 
 def test_empty_prefix(bucket: Bucket, parent: Path) -> None:
     bucket.put_model("bert/")
-    message = _fails(
+    message = download_fails(
         f"s3://{bucket.name}/roberta", parent, f"no objects found under s3://{bucket.name}/roberta"
     )
     assert "check the bucket name and the prefix" in message
@@ -160,17 +143,17 @@ def test_empty_prefix(bucket: Bucket, parent: Path) -> None:
 
 def test_only_directory_markers(bucket: Bucket, parent: Path) -> None:
     bucket.put("bert/", b"")
-    _fails(f"s3://{bucket.name}/bert", parent, "holds no files")
+    download_fails(f"s3://{bucket.name}/bert", parent, "holds no files")
 
 
 def test_missing_bucket(bucket: Bucket, parent: Path) -> None:
-    _fails("s3://no-such-bucket-here/bert", parent, "S3 bucket 'no-such-bucket-here' does not exist")
+    download_fails("s3://no-such-bucket-here/bert", parent, "S3 bucket 'no-such-bucket-here' does not exist")
 
 
 def test_unsafe_key(bucket: Bucket, parent: Path, tmp_path: Path) -> None:
     bucket.put_model("bert/")
     bucket.put("bert/../../../evil", b"x")
-    _fails(f"s3://{bucket.name}/bert", parent, "unsafe object key")
+    download_fails(f"s3://{bucket.name}/bert", parent, "unsafe object key")
     assert not list(tmp_path.rglob("evil"))
 
 
@@ -183,13 +166,15 @@ def test_unreachable_endpoint(parent: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("S3_ENDPOINT", f"127.0.0.1:{port}")
     monkeypatch.setenv("S3_USE_HTTPS", "0")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # no retries: fail at once
-    message = _fails("s3://some-bucket/bert", parent, f"cannot reach the S3 endpoint http://127.0.0.1:{port}")
+    message = download_fails(
+        "s3://some-bucket/bert", parent, f"cannot reach the S3 endpoint http://127.0.0.1:{port}"
+    )
     assert "S3_ENDPOINT" in message
 
 
 def test_boto3_missing(parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 now raises ImportError
-    _fails("s3://some-bucket/bert", parent, r"pip install 'maskserve\[s3\]'")
+    download_fails("s3://some-bucket/bert", parent, r"pip install 'maskserve\[s3\]'")
 
 
 # --- the environment, read as KServe reads it --------------------------------------------------------------
@@ -241,11 +226,16 @@ def test_large_prefix_keeps_nested_layout(bucket: Bucket, parent: Path) -> None:
         bucket.put(key, body)
     bucket.put("bert/config.json", file("config.json", b"{}").data)
     dest = download_model(f"s3://{bucket.name}/bert", parent / "bert")
-    assert _files(dest) == {**{k.removeprefix("bert/"): v for k, v in entries.items()}, "config.json": b"{}"}
+    assert files_of(dest) == {
+        **{k.removeprefix("bert/"): v for k, v in entries.items()},
+        "config.json": b"{}",
+    }
 
 
 def test_access_denied(bucket: Bucket, parent: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket.put_model("bert/")  # private: unsigned requests are refused
     monkeypatch.setenv("awsAnonymousCredential", "true")
-    message = _fails(f"s3://{bucket.name}/bert", parent, f"access to s3://{bucket.name}/bert.* was denied")
+    message = download_fails(
+        f"s3://{bucket.name}/bert", parent, f"access to s3://{bucket.name}/bert.* was denied"
+    )
     assert "AWS_ACCESS_KEY_ID" in message

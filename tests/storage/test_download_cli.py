@@ -5,20 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from maskserve.cli import build_parser, main
-from storage.hubfake import BOTH_WEIGHTS, isolate, serve_hub
-
-
-@pytest.fixture(autouse=True)
-def _isolation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    blocked = isolate(monkeypatch, tmp_path)
-    yield
-    assert blocked() == [], f"a test tried to reach {blocked()}"
+from storage.hubfake import BOTH_WEIGHTS, serve_hub
 
 
 @pytest.fixture
