@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conformance.harness import free_ports
+from support.servers import free_ports, server_env, wait_ready
 
 pytestmark = pytest.mark.e2e
-SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 @pytest.fixture(scope="module")
 def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], int]]:
     port, grpc_port = free_ports(2)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = server_env()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -45,18 +38,7 @@ def server(bert_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], int]]
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early: {proc.stdout.read().decode() if proc.stdout else ''}")
-        try:
-            if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.25)
-    else:
-        proc.kill()
-        pytest.fail("server did not become ready in 90 s")
+    wait_ready(proc, base)
     yield base, proc, grpc_port
     if proc.poll() is None:
         proc.kill()

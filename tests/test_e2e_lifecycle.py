@@ -4,7 +4,6 @@ access log is structured."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,15 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conformance.harness import free_ports
+from support.servers import free_ports, server_env, wait_ready
 
 pytestmark = pytest.mark.e2e
-SRC = Path(__file__).resolve().parents[1] / "src"
-ENV = {
-    **os.environ,
-    "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    "HF_HUB_OFFLINE": "1",
-}
 
 
 def _start(model: Path | str, *flags: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -31,26 +24,11 @@ def _start(model: Path | str, *flags: str) -> tuple[subprocess.Popen[bytes], str
     proc = subprocess.Popen(
         [sys.executable, "-m", "maskserve", "serve", str(model), "--model_name=bert", "--host=127.0.0.1",
          f"--http_port={port}", f"--grpc_port={grpc_port}", *flags],
-        env=ENV,
+        env=server_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"server exited early: {proc.stdout.read().decode() if proc.stdout else ''}")
-        try:
-            if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail("server did not become ready in 90 s")
 
 
 def test_a_model_that_cannot_load_exits_non_zero_with_the_reason(not_mlm_dir: Path) -> None:
@@ -76,7 +54,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bert_dir: Path) -> Non
         "--max_queue=4096",
     )
     try:
-        _wait_ready(proc, base)
+        wait_ready(proc, base)
         texts = [f"request {i} sentence with a [MASK] and " + "many more words " * 12 for i in range(256)]
         results: list[tuple[int, float]] = []
         errors: list[str] = []
@@ -110,7 +88,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bert_dir: Path) -> Non
 def test_json_access_log_with_request_id(bert_dir: Path) -> None:
     proc, base = _start(bert_dir, "--log_format=json", "--api_key=k-123")
     try:
-        _wait_ready(proc, base)
+        wait_ready(proc, base)
         secret_text = "secret patient text [MASK] ."
         response = httpx.post(
             f"{base}/models/bert",

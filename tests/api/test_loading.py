@@ -104,4 +104,6 @@ async def test_draining_turns_readiness_off_but_finishes_requests(
         response = await client.get(path)
         assert response.status_code == 503, path
         assert "shutting down" in response.json()["error"]
-    assert (await client.post("/v1/models/bert:predict", json={"instances": ["a [MASK] ."]})).status_code == 200
+    assert (
+        await client.post("/v1/models/bert:predict", json={"instances": ["a [MASK] ."]})
+    ).status_code == 200

@@ -3,19 +3,17 @@ in-process engine's answers to the same inputs (the reference). See harness.py f
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 
 from maskserve.domain import FillMaskParams
+from support.servers import free_ports, server_env, wait_ready
 
 from .harness import (
     HF_TARGETS,
@@ -23,14 +21,11 @@ from .harness import (
     HF_TOP_K,
     MODEL,
     READY_TIMEOUT_S,
-    SRC,
     TEXTS,
     TOP_K,
     TWO_MASK_TEXTS,
     Reference,
     Server,
-    free_ports,
-    loopback_env,
     port_open,
 )
 
@@ -40,7 +35,7 @@ def server(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     """``python -m maskserve serve`` on loopback with HTTP and gRPC; SIGTERM at the end of the session."""
     port, grpc_port = free_ports(2)
     log_path = tmp_path_factory.mktemp("conformance") / "maskserve.log"
-    env = loopback_env(PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", HF_HUB_OFFLINE="1")
+    env = server_env()
     command = [
         sys.executable,
         "-m",
@@ -62,19 +57,13 @@ def server(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         log=log_path,
     )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"maskserve exited early ({proc.returncode}):\n{handle.log_tail()}")
-            try:
-                ready = httpx.get(f"{handle.base}/v2/health/ready", timeout=1).status_code == 200
-            except httpx.TransportError:
-                ready = False
-            if ready and port_open(grpc_port):
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"maskserve not ready in {READY_TIMEOUT_S:.0f} s:\n{handle.log_tail()}")
-            time.sleep(0.25)
+        wait_ready(
+            proc,
+            handle.base,
+            timeout=READY_TIMEOUT_S,
+            output=handle.log_tail,
+            also=lambda: port_open(grpc_port),
+        )
         yield handle
     finally:
         if proc.poll() is None:

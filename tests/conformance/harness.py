@@ -9,7 +9,6 @@ refuses duplicates in one process. The pytest process itself imports neither, no
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from maskserve.domain import InputPredictions, Prediction
+from support.servers import loopback_env
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = HERE / "clients"
@@ -47,24 +47,6 @@ SCORE_TOLERANCE: dict[str, float] = {"rel": 1e-5, "abs": 1e-8}
 
 READY_TIMEOUT_S = 90.0
 CLIENT_TIMEOUT_S = 120.0
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports: the sockets stay open until all are chosen."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def loopback_env(**extra: str) -> dict[str, str]:
-    """The environment for child processes: loopback never goes through a proxy."""
-    no_proxy = ",".join(filter(None, [os.environ.get("NO_PROXY", ""), "127.0.0.1", "localhost"]))
-    return {**os.environ, "NO_PROXY": no_proxy, "no_proxy": no_proxy, **extra}
 
 
 @dataclass(frozen=True)

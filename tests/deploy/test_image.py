@@ -3,20 +3,18 @@ context, and the entrypoint's argv run by the maskserve installed here."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conformance.harness import free_ports
+from support.servers import free_ports, server_env, wait_ready
 
 from .helpers import (
     DOCKERFILES,
@@ -230,31 +228,17 @@ def test_kserve_argv_serves_a_model_and_stops_on_sigterm(bert_dir: Path, tmp_pat
         f"--grpc_port={grpc_port}",
     ]
     image_env = CPU.final.env()
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "HF_HUB_OFFLINE": "1",
+    env = server_env(
         # The image's writable paths, moved under the test's tmp_path.
-        "HOME": str(tmp_path),
-        "HF_HOME": image_env["HF_HOME"].replace("/tmp", str(tmp_path), 1),
+        HOME=str(tmp_path),
+        HF_HOME=image_env["HF_HOME"].replace("/tmp", str(tmp_path), 1),
         # What the runtime's downward-API variable gives a pod with a 1-CPU limit.
-        "MASKSERVE_THREADS": "1",
-    }
+        MASKSERVE_THREADS="1",
+    )
     base = f"http://127.0.0.1:{http_port}"
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"exited early: {proc.stdout.read().decode() if proc.stdout else ''}")
-            try:
-                if httpx.get(f"{base}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"not ready within {READY_TIMEOUT_S} s")
-            time.sleep(0.25)
+        wait_ready(proc, base, timeout=READY_TIMEOUT_S)
         for probe in ("readinessProbe", "livenessProbe"):
             assert httpx.get(base + container[probe]["httpGet"]["path"], timeout=5).status_code == 200
         texts = ["The capital of France is [MASK].", "The capital of [MASK] is paris."]
