@@ -30,7 +30,6 @@ from .helpers import (
 
 IDS = [p.name for p in DOCKERFILES]
 CPU, CUDA = (parse_dockerfile(p) for p in DOCKERFILES)
-SRC = REPO / "src"
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 # Set in the base image, so a stage may use it without declaring it.
