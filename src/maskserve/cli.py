@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from maskserve import __version__
 from maskserve.config import Settings
+from maskserve.logs import configure_logging
 
 logger = logging.getLogger("maskserve")
 
@@ -199,7 +200,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # KServe runs the image with flags only; treat that as "serve".
     if argv and argv[0].startswith("--") and argv[0] not in {"--help", "-h", "--version"}:
         argv.insert(0, "serve")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Text until the flags are read (their warnings must show); serve() then applies --log_format.
+    configure_logging("info", "text")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if args.command == "download":

@@ -4,7 +4,7 @@ import pytest
 
 from maskserve.domain import FillMaskParams
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import load_json, parse_params, require_texts
+from maskserve.protocols.common import clip, load_json, parse_params, preview, require_texts
 
 
 def test_load_json_rejects_empty_and_broken_bodies() -> None:
@@ -46,6 +46,10 @@ def test_parse_params(raw: object, expected: FillMaskParams | None) -> None:
         ({"top_k": 2.5}, "positive integer"),
         ({"top_k": True}, "positive integer"),
         ({"top_k": "5"}, "positive integer"),
+        # Not expressible in JSON, but gRPC double parameters carry them.
+        ({"top_k": float("inf")}, "positive integer"),
+        ({"top_k": float("-inf")}, "positive integer"),
+        ({"top_k": float("nan")}, "positive integer"),
         ({"targets": 5}, "string or a list of strings"),
         ({"targets": [1, 2]}, "string or a list of strings"),
         ({"targets": []}, "empty"),
@@ -66,3 +70,16 @@ def test_require_texts() -> None:
         require_texts(["a", 3], "inputs")
     with pytest.raises(BadRequest, match="got an object"):
         require_texts({"a": 1}, "inputs")
+
+
+def test_clip_and_preview_keep_short_values_and_cut_long_ones() -> None:
+    assert clip("input-0") == "input-0"
+    assert preview("yes") == "'yes'"
+    assert clip("x" * 5000) == "x" * 40 + "..."
+    assert preview("x" * 5000) == "'" + "x" * 39 + "..."
+
+
+def test_a_long_top_k_is_not_echoed_whole() -> None:
+    with pytest.raises(BadRequest, match="positive integer") as raised:
+        parse_params({"top_k": "9" * 100_000})
+    assert len(str(raised.value)) < 200

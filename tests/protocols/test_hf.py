@@ -84,3 +84,10 @@ def test_render_nests_as_the_pipeline() -> None:
     assert isinstance(nested[0][0], dict)
     assert isinstance(nested[1][0], list)
     assert nested[1][1][0]["token"] == 2
+
+
+def test_a_long_option_value_is_not_echoed_whole() -> None:
+    body = b'{"inputs": "a [MASK]", "options": {"use_cache": "' + b"y" * 100_000 + b'"}}'
+    with pytest.raises(BadRequest, match="true or false") as raised:
+        parse_hf_request(body, "application/json")
+    assert len(str(raised.value)) < 200

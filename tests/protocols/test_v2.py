@@ -142,3 +142,29 @@ def test_metadata() -> None:
         "version": "1.0",
         "extensions": [],
     }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"inputs": [{"name": "n" * 100_000, "shape": [1], "datatype": "BYTES", "data": [1]}]},
+        {"inputs": [{"name": "t", "shape": [1], "datatype": "B" * 100_000, "data": ["a"]}]},
+        {"inputs": [{"name": "t", "shape": [1] * 20_000, "datatype": "BYTES", "data": []}]},
+        {
+            "inputs": [{"name": "t", "shape": [1], "datatype": "BYTES", "data": ["a"]}],
+            "outputs": [{"name": "o" * 100_000}],
+        },
+    ],
+    ids=["name", "datatype", "shape", "output"],
+)
+def test_long_client_values_are_not_echoed_whole(payload: object) -> None:
+    # Messages quote names, datatypes and shapes the client sent; a hostile one must not fill the answer.
+    request = _req(payload)
+
+    def check() -> None:
+        v2.requested_topk(request)
+        v2.decode_texts(request)
+
+    with pytest.raises(BadRequest) as raised:
+        check()
+    assert len(str(raised.value)) < 300

@@ -80,9 +80,11 @@ class Batcher:
         *,
         thread_name: str = "maskserve-model",
         on_batch: OnBatch | None = None,
+        on_queue: Callable[[int], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._on_batch = on_batch
+        self._on_queue = on_queue
         self.limits = limits
         self.stats = BatchStats()
         self._pending: list[_Item] = []
@@ -121,14 +123,25 @@ class Batcher:
         now = time.monotonic()
         queued = [_Item(e, loop.create_future(), now) for e in items]
         self._pending.extend(queued)
+        self._queue_changed()
         wakeup.set()
         try:
             return list(await asyncio.gather(*(q.future for q in queued)))
         except asyncio.CancelledError:
-            # The client left: whatever has not been computed yet is dropped from the queue.
+            # The client left: whatever has not been computed yet leaves the queue now, not when the
+            # batcher next looks (which, on an idle server, may be never).
             for q in queued:
                 q.future.cancel()
+            gone = {id(q) for q in queued}
+            waiting = len(self._pending)
+            self._pending = [it for it in self._pending if id(it) not in gone]
+            self.stats.dropped += waiting - len(self._pending)
+            self._queue_changed()
             raise
+
+    def _queue_changed(self) -> None:
+        if self._on_queue is not None:
+            self._on_queue(len(self._pending))
 
     async def _next_batch(self) -> list[_Item]:
         assert self._wakeup is not None
@@ -153,6 +166,7 @@ class Batcher:
             batch = cut_batch(self._pending, self.limits)
             chosen = {id(it) for it in batch}
             self._pending = [it for it in self._pending if id(it) not in chosen]
+            self._queue_changed()
             return batch
 
     async def _loop(self) -> None:

@@ -73,7 +73,9 @@ class Engine:
         self.policy = policy or RequestPolicy()
         self.cache = cache if cache is not None else ResponseCache(0, 0)
         self.metrics = metrics
-        self.batcher = Batcher(self._run_batch, limits or BatchLimits(), on_batch=self._on_batch)
+        self.batcher = Batcher(
+            self._run_batch, limits or BatchLimits(), on_batch=self._on_batch, on_queue=self._on_queue
+        )
         # Two threads keep a long post-processing job from holding up the next request's tokenization.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskserve-cpu")
         # What makes an answer differ besides the text and parameters: part of every cache key.
@@ -100,7 +102,10 @@ class Engine:
     def _on_batch(self, size: int, padded_tokens: int, waits: Sequence[float]) -> None:
         if self.metrics is not None:
             self.metrics.observe_batch(size, padded_tokens, waits)
-            self.metrics.set_queue_depth(self.batcher.queued)
+
+    def _on_queue(self, inputs: int) -> None:
+        if self.metrics is not None:
+            self.metrics.set_queue_depth(inputs)
 
     def validate(self, texts: Sequence[str], params: FillMaskParams) -> None:
         if not texts:

@@ -12,6 +12,7 @@ import numpy as np
 from maskserve.backends.base import EncodedBatch
 from maskserve.domain import EncodedText, Int64Array
 from maskserve.errors import BadRequest
+from maskserve.protocols.common import preview
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,8 @@ class TextEncoder:
     def target_ids(self, targets: Sequence[str]) -> Int64Array:
         """Resolve targets as the pipeline does: vocabulary first, else the first sub-token, deduplicated."""
         ids: list[int] = []
+        # Request content stays out of the logs (unless --log_requests): count the fallbacks, not the words.
+        approximated = dropped = 0
         for target in targets:
             token_id = self._vocab.get(target)
             if token_id is None:
@@ -119,20 +122,25 @@ class TextEncoder:
                     truncation=True,
                 )["input_ids"]
                 if not pieces:
-                    logger.warning("target %r is not in the vocabulary and has no token; ignoring it", target)
+                    dropped += 1
                     continue
                 token_id = pieces[0]
-                logger.warning(
-                    "target %r is not in the vocabulary; using its first token %r",
-                    target,
-                    self.tokenizer.convert_ids_to_tokens(token_id),
-                )
+                approximated += 1
             ids.append(int(token_id))
+        if approximated or dropped:
+            logger.info(
+                "%d of %d targets are not in the vocabulary: %d replaced by their first sub-token (as the "
+                "pipeline does), %d without any token ignored",
+                approximated + dropped,
+                len(targets),
+                approximated,
+                dropped,
+            )
         # set() order, not sorted order: the pipeline's top-k tie-breaking follows it.
         unique = list(set(ids))
         if not unique:
             raise BadRequest(
-                f"None of the targets {list(targets)!r} maps to a token of this model's vocabulary. "
+                f"None of the targets {preview(list(targets))} maps to a token of this model's vocabulary. "
                 "Give at least one target that is a word or sub-word the tokenizer knows."
             )
         return np.asarray(unique, dtype=np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,20 @@ def load_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+CLIPPED_CHARS = 40
+
+
+def clip(text: str) -> str:
+    """``text`` cut to its first characters: messages quote what the client sent (a tensor name, a
+    parameter), which can be megabytes long."""
+    return text if len(text) <= CLIPPED_CHARS else text[:CLIPPED_CHARS] + "..."
+
+
+def preview(value: Any) -> str:
+    """``repr(value)``, clipped."""
+    return clip(repr(value))
 
 
 def dumps(value: Any) -> bytes:
@@ -62,13 +77,15 @@ def parse_params(raw: Any, where: str = "parameters") -> FillMaskParams | None:
         return None
     top_k = DEFAULT_TOP_K
     if top_k_raw is not None:
-        # JSON has one number type; 3.0 is a fine top_k, 3.5 and true are not.
+        # JSON has one number type; 3.0 is a fine top_k, 3.5 and true are not. JSON has no infinity or NaN,
+        # but gRPC's double parameters do, and int() raises on them.
         if (
             isinstance(top_k_raw, bool)
             or not isinstance(top_k_raw, int | float)
+            or (isinstance(top_k_raw, float) and not math.isfinite(top_k_raw))
             or top_k_raw != int(top_k_raw)
         ):
-            raise BadRequest(f"'{where}.top_k' must be a positive integer, got {top_k_raw!r}")
+            raise BadRequest(f"'{where}.top_k' must be a positive integer, got {preview(top_k_raw)}")
         top_k = int(top_k_raw)
         if top_k < 1:
             raise BadRequest(f"'{where}.top_k' must be at least 1, got {top_k}")

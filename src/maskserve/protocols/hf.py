@@ -7,7 +7,7 @@ from typing import Any
 
 from maskserve.domain import FillMaskParams, InputPredictions
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import load_json, parse_params, require_texts, type_name
+from maskserve.protocols.common import load_json, parse_params, preview, require_texts, type_name
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _opt_bool(options: dict[str, Any], key: str) -> bool | None:
     value = options.get(key)
     if value is None or isinstance(value, bool):
         return value
-    raise BadRequest(f"'options.{key}' must be true or false, got {value!r}")
+    raise BadRequest(f"'options.{key}' must be true or false, got {preview(value)}")
 
 
 def render_input(result: InputPredictions) -> list[Any]:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from maskserve.domain import FillMaskParams, InputPredictions, KServeValue, ModelInfo
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import dumps, load_json, parse_params, type_name
+from maskserve.protocols.common import clip, dumps, load_json, parse_params, preview, type_name
 from maskserve.protocols.hf import render_input
 
 KSERVE_OUTPUT = "output-0"
@@ -121,19 +121,20 @@ def decode_texts(request: InferenceRequest) -> list[str]:
     if len(request.inputs) != 1:
         raise BadRequest(f"expected exactly one input tensor of texts, got {len(request.inputs)}")
     tensor = request.inputs[0]
+    name, shape = clip(tensor.name), clip(str(tensor.shape))
     if tensor.datatype.upper() != "BYTES":
-        raise BadRequest(f"input '{tensor.name}' has datatype {tensor.datatype}; texts must be sent as BYTES")
+        raise BadRequest(f"input '{name}' has datatype {clip(tensor.datatype)}; texts must be sent as BYTES")
     if any(d < 0 for d in tensor.shape):
-        raise BadRequest(f"input '{tensor.name}' has a negative dimension in shape {tensor.shape}")
-    elements = _flatten(tensor.data, tensor.name)
+        raise BadRequest(f"input '{name}' has a negative dimension in shape {shape}")
+    elements = _flatten(tensor.data, name)
     expected = math.prod(tensor.shape)
     if expected != len(elements):
         raise BadRequest(
-            f"input '{tensor.name}' has shape {tensor.shape} ({expected} elements) "
+            f"input '{name}' has shape {shape} ({clip(str(expected))} elements) "
             f"but {len(elements)} data elements"
         )
     if not elements:
-        raise BadRequest(f"input '{tensor.name}' is empty; send at least one text")
+        raise BadRequest(f"input '{name}' is empty; send at least one text")
     texts: list[str] = []
     for index, item in enumerate(elements):
         text = item
@@ -141,9 +142,9 @@ def decode_texts(request: InferenceRequest) -> list[str]:
             try:
                 text = item.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise BadRequest(f"input '{tensor.name}' element {index} is not valid UTF-8") from exc
+                raise BadRequest(f"input '{name}' element {index} is not valid UTF-8") from exc
         if not isinstance(text, str):
-            raise BadRequest(f"input '{tensor.name}' element {index} must be a string, got {type_name(text)}")
+            raise BadRequest(f"input '{name}' element {index} must be a string, got {type_name(text)}")
         texts.append(text)
     return texts
 
@@ -156,7 +157,7 @@ def requested_topk(request: InferenceRequest) -> list[str] | None:
     known = {KSERVE_OUTPUT, *TOPK_OUTPUTS}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise BadRequest(f"unknown output {unknown[0]!r}; this model has outputs {sorted(known)}")
+        raise BadRequest(f"unknown output {preview(unknown[0])}; this model has outputs {sorted(known)}")
     topk = [n for n in names if n in TOPK_OUTPUTS]
     if topk and KSERVE_OUTPUT in names:
         raise BadRequest(f"ask for '{KSERVE_OUTPUT}' or for the top-k outputs {list(TOPK_OUTPUTS)}, not both")

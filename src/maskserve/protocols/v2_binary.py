@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import dumps, type_name
+from maskserve.protocols.common import clip, dumps, preview, type_name
 from maskserve.protocols.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -78,7 +78,7 @@ def _header_length(value: str, body_size: int) -> int:
     if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
         raise BadRequest(
             f"the {HEADER} header must be the byte length of the JSON part of the body "
-            f"(a non-negative integer), got {value!r}"
+            f"(a non-negative integer), got {preview(value)}"
         )
     length = int(text)
     if length < 0:
@@ -113,7 +113,7 @@ def _binary_size(name: str, parameters: dict[str, Any]) -> int | None:
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise BadRequest(
             f"input '{name}' parameters.{_SIZE} must be a non-negative integer (its byte length in the "
-            f"binary part of the body), got {size!r}"
+            f"binary part of the body), got {preview(size)}"
         )
     return size
 
@@ -151,18 +151,19 @@ def split_binary_request(body: bytes, header_length: str) -> InferenceRequest:
     binary = memoryview(body)[length:]
     sizes: list[int | None] = []
     for tensor in request.inputs:
-        size = _binary_size(tensor.name, tensor.parameters or {})
+        name = clip(tensor.name)
+        size = _binary_size(name, tensor.parameters or {})
         sizes.append(size)
         if size is None:
             continue
         if tensor.data is not None:
             raise BadRequest(
-                f"input '{tensor.name}' has both 'data' and parameters.{_SIZE}; send its elements either "
+                f"input '{name}' has both 'data' and parameters.{_SIZE}; send its elements either "
                 "as JSON 'data' or as binary data after the JSON, not both"
             )
         if tensor.datatype.upper() != "BYTES":
             raise BadRequest(
-                f"input '{tensor.name}' is binary {tensor.datatype} data, but this fill-mask model takes "
+                f"input '{name}' is binary {clip(tensor.datatype)} data, but this fill-mask model takes "
                 "texts: send them as BYTES (each element a 4-byte little-endian length and then the UTF-8 "
                 "bytes)"
             )
@@ -180,7 +181,7 @@ def split_binary_request(body: bytes, header_length: str) -> InferenceRequest:
         if size is None:
             inputs.append(tensor)
             continue
-        elements = split_bytes_elements(bytes(binary[offset : offset + size]), tensor.name)
+        elements = split_bytes_elements(bytes(binary[offset : offset + size]), clip(tensor.name))
         offset += size
         inputs.append(tensor.model_copy(update={"data": elements}))
     return request.model_copy(update={"inputs": inputs})
@@ -191,7 +192,7 @@ def split_binary_request(body: bytes, header_length: str) -> InferenceRequest:
 
 def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise BadRequest(f"'{where}' must be true or false, got {type_name(value)} {value!r}")
+        raise BadRequest(f"'{where}' must be true or false, got {type_name(value)} {preview(value)}")
     return value
 
 

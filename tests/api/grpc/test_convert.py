@@ -380,3 +380,16 @@ def test_model_metadata_to_proto() -> None:
     assert [(t.name, t.datatype, list(t.shape)) for t in msg.outputs] == [
         (t.name, t.datatype, t.shape) for t in meta.outputs
     ]
+
+
+@pytest.mark.parametrize("raw_form", [False, True])
+def test_a_long_input_name_is_not_echoed_whole(raw_form: bool) -> None:
+    msg = pb.ModelInferRequest(model_name="bert")
+    tensor = msg.inputs.add(name="n" * 100_000, datatype="BYTES", shape=[1])
+    if raw_form:
+        msg.raw_input_contents.append(raw(b"\xff\xfe"))
+    else:
+        tensor.contents.bytes_contents.append(b"\xff\xfe")
+    with pytest.raises(BadRequest, match="not valid UTF-8") as raised:
+        convert.infer_request_from_proto(msg)
+    assert len(str(raised.value)) < 200

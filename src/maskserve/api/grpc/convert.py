@@ -17,6 +17,7 @@ import numpy as np
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.errors import BadRequest
 from maskserve.protocols import v2
+from maskserve.protocols.common import clip
 from maskserve.protocols.v2_binary import RAW_DTYPES, encode_tensor
 from maskserve.protocols.v2_binary import split_bytes_elements as decode_bytes_tensor
 
@@ -117,7 +118,7 @@ def _raw_data(raw: bytes, name: str, datatype: str) -> list[Any] | None:
     if len(raw) % dtype.itemsize:
         raise BadRequest(
             f"raw contents of input '{name}' are {len(raw)} bytes, not a whole number of "
-            f"{datatype} elements ({dtype.itemsize} bytes each)"
+            f"{clip(datatype)} elements ({dtype.itemsize} bytes each)"
         )
     values: list[Any] = np.frombuffer(raw, dtype=dtype).tolist()
     return values
@@ -129,7 +130,7 @@ def _typed_data(tensor: pb.ModelInferRequest.InferInputTensor, datatype: str) ->
         return None
     values = getattr(tensor.contents, field)
     if datatype == "BYTES":
-        return _texts(list(values), tensor.name)
+        return _texts(list(values), clip(tensor.name))
     return list(values)
 
 
@@ -142,7 +143,7 @@ def infer_request_from_proto(msg: pb.ModelInferRequest) -> v2.InferenceRequest:
                 f"raw_input_contents has {len(raw)} entries but the request has {len(msg.inputs)} inputs; "
                 "send one entry per input, in the order of 'inputs'"
             )
-        typed = [t.name for t in msg.inputs if t.HasField("contents")]
+        typed = [clip(t.name) for t in msg.inputs if t.HasField("contents")]
         if typed:
             raise BadRequest(
                 f"input '{typed[0]}' sets 'contents' although the request uses raw_input_contents; "
@@ -151,7 +152,7 @@ def infer_request_from_proto(msg: pb.ModelInferRequest) -> v2.InferenceRequest:
     inputs: list[v2.RequestInput] = []
     for index, tensor in enumerate(msg.inputs):
         datatype = tensor.datatype.upper()
-        data = _raw_data(raw[index], tensor.name, datatype) if raw else _typed_data(tensor, datatype)
+        data = _raw_data(raw[index], clip(tensor.name), datatype) if raw else _typed_data(tensor, datatype)
         inputs.append(
             v2.RequestInput(
                 name=tensor.name,

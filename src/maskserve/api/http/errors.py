@@ -18,7 +18,10 @@ logger = logging.getLogger(__name__)
 
 async def _maskserve_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, MaskserveError)
-    if exc.status >= 500:
+    # 503 (loading, draining) and 504 are the server's state, answered as designed, not failures.
+    if exc.status == 504:
+        logger.warning("request timed out: %s", exc.message)
+    elif exc.status >= 500 and exc.status != 503:
         logger.error("request failed: %s", exc.message)
     extra = {}
     if isinstance(exc, ModelNotReady) and exc.estimated_time is not None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 from maskserve.core.cache import CacheOutcome
 from maskserve.protocols.common import dumps
 
 
-class JSONResponse(Response):
-    media_type = "application/json"
+class JSONResponse(StarletteJSONResponse):
+    """A JSONResponse subclass (so FastAPI documents each route's response model) rendered by orjson."""
 
     def render(self, content: Any) -> bytes:
         if isinstance(content, BaseModel):
