@@ -40,3 +40,18 @@ def test_model_source_order(tmp_path: Path) -> None:
     assert Settings(model_dir=str(full)).model_source() == str(full)
     with pytest.raises(ValueError, match="no model to serve"):
         Settings(model_dir=str(empty)).model_source()
+
+
+def test_api_keys_from_flags_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from maskserve.cli import build_parser, settings_from_args
+
+    args, unknown = build_parser().parse_known_args(["serve", "--api_key", "a1", "--api_key=b2"])
+    settings = settings_from_args(args, unknown)
+    assert settings.api_keys() == {"a1", "b2"}
+    assert "a1" not in repr(settings)
+    monkeypatch.setenv("MASKSERVE_API_KEY", " x , y ,")
+    keys = tmp_path / "keys"
+    keys.write_text("# comment\nfile-key\n\n", encoding="utf-8")
+    assert Settings(api_key_file=str(keys)).api_keys() == {"x", "y", "file-key"}
+    with pytest.raises(ValueError, match="cannot read --api_key_file"):
+        Settings(api_key_file=str(tmp_path / "missing")).api_keys()

@@ -73,7 +73,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         kind = _base_type(field.annotation)
-        default_note = f" (default: {field.default})" if field.default not in (None, False) else ""
+        default_note = f" (default: {field.default})" if field.default not in (None, False, ()) else ""
         kwargs: dict[str, Any] = {
             "dest": name,
             "default": argparse.SUPPRESS,
