@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,18 +39,25 @@ def load_engine(model: str, options: dict[str, Any]) -> Any:
 
 
 def time_calls(
-    call: Callable[[Sequence[str]], object], batches: list[list[str]], seconds: float
+    call: Callable[[Sequence[str]], object], batches: list[list[str]], seconds: float, workers: int = 1
 ) -> tuple[int, float]:
-    """Run ``call`` over the batches cyclically for about ``seconds``; return (calls, elapsed)."""
+    """Run ``call`` over the batches cyclically for about ``seconds`` from ``workers`` threads at once (as
+    the server's model workers do); return (calls, elapsed)."""
     call(batches[0])  # warm-up: first-call allocations and lazy initialisation are not throughput
-    calls = 0
+    counts = [0] * workers
     start = time.perf_counter()
-    while True:
-        call(batches[calls % len(batches)])
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return calls, elapsed
+
+    def worker(index: int) -> None:
+        while time.perf_counter() - start < seconds:
+            call(batches[(counts[index] * workers + index) % len(batches)])
+            counts[index] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts), time.perf_counter() - start
 
 
 def main() -> None:
@@ -67,10 +75,16 @@ def main() -> None:
         help="where ONNX exports are kept, not in the model directory (default: ~/.cache/maskserve/onnx)",
     )
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    parser.add_argument("--no-pipeline", action="store_true", help="measure the engine only")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="model workers (--model_workers), each a calling thread"
+    )
     args = parser.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
 
     options: dict[str, Any] = {"backend": args.backend, "quantize": args.quantize}
+    if args.workers > 1:
+        options["model_workers"] = args.workers
     if args.backend == "onnx":
         options["onnx_cache_dir"] = str(args.onnx_cache_dir)
     engine = load_engine(args.model, {k: v for k, v in options.items() if v is not None})
@@ -86,19 +100,27 @@ def main() -> None:
     }
     for size in batch_sizes:
         batches = [texts[i : i + size] for i in range(0, len(texts) - size + 1, size)]
-        calls, elapsed = time_calls(engine.infer, batches, args.seconds)
+        calls, elapsed = time_calls(engine.infer, batches, args.seconds, args.workers)
         rate = calls * size / elapsed
         results["engine"].append(
             {
                 "batch_size": size,
                 "sentences_per_s": round(rate, 2),
-                "ms_per_batch": round(elapsed / calls * 1000, 3),
+                "ms_per_batch": round(elapsed * args.workers / calls * 1000, 3),
             }
         )
         print(
-            f"engine.infer batch {size:>3}: {rate:8.1f} sentences/s, {elapsed / calls * 1000:8.2f} ms/batch"
+            f"engine.infer batch {size:>3}: {rate:8.1f} sentences/s, "
+            f"{elapsed * args.workers / calls * 1000:8.2f} ms/batch"
         )
 
+    if not args.no_pipeline:
+        compare_with_pipeline(args, texts, results)
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def compare_with_pipeline(args: argparse.Namespace, texts: list[str], results: dict[str, Any]) -> None:
     from transformers import pipeline
 
     fill_mask = pipeline("fill-mask", model=args.model, tokenizer=args.model, device="cpu")
@@ -111,8 +133,6 @@ def main() -> None:
     for row in results["engine"]:
         row["ratio_vs_pipeline"] = round(row["sentences_per_s"] / pipe_rate, 2)
         print(f"engine batch {row['batch_size']:>3} / pipeline: {row['ratio_vs_pipeline']:.2f}x")
-    if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

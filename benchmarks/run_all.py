@@ -3,9 +3,11 @@
 First benchmarks/pipeline_server.py, then for each config (torch, onnx, torch-int8, onnx-int8)
 ``python -m maskserve serve``: each starts on a free loopback port, and once ready loadgen (imported, in
 this process) runs at each client count, with the health probe at the highest; SIGTERM stops the server.
-The table gives each run's throughput against the pipeline at the same client count and against a FLOP
-ceiling: this machine's float32 GEMM rate, measured first, divided by the model's FLOPs per sentence at
-the workload's mean length.
+After each server stops, the same config's engine runs in a fresh process with no HTTP at all
+(``engine_bench.py``, batches of 16): the model alone, so the table shows what serving costs on top of it.
+The table gives each run's throughput against the pipeline at the same client count, against the model
+alone and against its FLOP ceiling (``ceiling.py``: this machine's float32 or int8 GEMM rate, measured
+first, divided by the model's FLOPs per sentence at the workload's mean length).
 
     python benchmarks/build_random_model.py --config bert-base-uncased \\
         --tokenizer /work/shared/models/tiny-random-bert --out /tmp/bench-bert-base
@@ -22,21 +24,20 @@ import os
 import shlex
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+import ceiling
 import loadgen
-import workload
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_SRC = BENCH_DIR.parent / "src"
@@ -44,73 +45,6 @@ HOST = "127.0.0.1"
 PLATFORMS = {"torch": "pytorch_transformers", "onnx": "onnxruntime_onnx"}
 PIPELINE = "pipeline"
 _children: list[subprocess.Popen[bytes]] = []
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    hidden: int
-    layers: int
-    intermediate: int
-    vocab: int
-    mask_token: str
-    mean_tokens: float
-
-
-def model_shape(model_dir: str, seed: int) -> ModelShape:
-    from transformers import AutoConfig, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    hidden = int(config.hidden_size)
-    # DistilBERT calls the feed-forward width hidden_dim.
-    intermediate = (
-        getattr(config, "intermediate_size", None) or getattr(config, "hidden_dim", None) or 4 * hidden
-    )
-    texts = workload.sentences(loadgen.POOL_REQUESTS, seed, str(tokenizer.mask_token))
-    lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
-    return ModelShape(
-        hidden=hidden,
-        layers=int(config.num_hidden_layers),
-        intermediate=int(intermediate),
-        vocab=int(config.vocab_size),
-        mask_token=str(tokenizer.mask_token),
-        mean_tokens=statistics.mean(lengths),
-    )
-
-
-def flops_per_sentence(shape: ModelShape) -> float:
-    """Encoder matmuls (Q, K, V, output: 4 H^2; feed-forward: 2 H I) and attention (QK^T and AV: 4 T^2 H)
-    in every layer, plus a BERT-style head at the one mask (transform H^2, decoder H V)."""
-    t, h = shape.mean_tokens, shape.hidden
-    encoder = 2 * (4 * h * h + 2 * h * shape.intermediate) * t + 4 * t * t * h
-    return shape.layers * encoder + 2 * (h * h + h * shape.vocab)
-
-
-def gemm_flops_per_s(m: int, k: int, n: int, trials: int = 3, seconds: float = 0.4) -> float:
-    """Best of short trials on all cores and on one: a peak rate, robust to other work briefly taking a
-    core (small GEMMs on a busy machine can be many times slower threaded than on one thread)."""
-    import torch
-
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    out = torch.empty(m, n)
-    threads = torch.get_num_threads()
-    best = 0.0
-    try:
-        with torch.inference_mode():
-            for count in sorted({threads, 1}, reverse=True):
-                torch.set_num_threads(count)
-                for _ in range(5):
-                    torch.matmul(a, b, out=out)
-                for _ in range(trials):
-                    calls = 0
-                    start = time.perf_counter()
-                    while (elapsed := time.perf_counter() - start) < seconds:
-                        torch.matmul(a, b, out=out)
-                        calls += 1
-                    best = max(best, 2 * m * k * n * calls / elapsed)
-    finally:
-        torch.set_num_threads(threads)
-    return best
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -221,7 +155,7 @@ def measure(
     command_for: Callable[[int], list[str]],
     is_maskserve: bool,
     args: argparse.Namespace,
-    shape: ModelShape,
+    shape: ceiling.ModelShape,
     log_dir: Path,
 ) -> list[dict[str, Any]]:
     port = free_port()
@@ -261,34 +195,60 @@ def measure(
     return runs
 
 
+def model_alone(config: str, args: argparse.Namespace, log_dir: Path) -> float | None:
+    """The config's engine in a fresh process, batches of 16, no HTTP: sentences/s, or None on failure."""
+    backend, _, variant = config.partition("-")
+    out = log_dir / f"{config}-alone.json"
+    cmd = [sys.executable, str(BENCH_DIR / "engine_bench.py"), args.model, "--backend", backend]
+    cmd += ["--quantize", variant] if variant else []
+    cmd += ["--batch-sizes", "16", "--seconds", str(args.alone_seconds), "--no-pipeline", "--out", str(out)]
+    cmd += ["--seed", str(args.seed), "--onnx-cache-dir", str(args.onnx_cache_dir)]
+    cmd += ["--workers", str(args.model_workers)]
+    print(f"[{config}] model alone: {shlex.join(cmd)}", flush=True)
+    with (log_dir / f"{config}-alone.log").open("wb") as log:
+        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        print(f"[{config}] model alone FAILED\n{tail(log_dir / f'{config}-alone.log')}", file=sys.stderr)
+        return None
+    rate = float(json.loads(out.read_text(encoding="utf-8"))["engine"][0]["sentences_per_s"])
+    print(f"[{config}] model alone: {rate:.1f} sentences/s", flush=True)
+    return rate
+
+
 def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def table(runs: list[dict[str, Any]], ceiling: float) -> str:
+def table(
+    runs: list[dict[str, Any]], ceilings: dict[str, float | None], alone: dict[str, float | None]
+) -> str:
     baseline = {
         r["clients"]: r["report"]["sentences_per_s"]
         for r in runs
         if r["config"] == PIPELINE and "report" in r
     }
     rows = [
-        "| config | clients | sentences/s | p50 ms | p99 ms | health p99 ms | × pipeline | of FLOP ceiling "
-        "| errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| config | clients | sentences/s | p50 ms | p99 ms | health p99 ms | × pipeline | model alone "
+        "| of model alone | of FLOP ceiling | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
         if "report" not in run:
-            rows.append(f"| {run['config']} | – | failed: {run['error']} | | | | | | |")
+            rows.append(f"| {run['config']} | – | failed: {run['error']} | | | | | | | | |")
             continue
         report = run["report"]
         rate = report["sentences_per_s"]
         base = baseline.get(run["clients"])
+        solo = alone.get(run["config"])
+        roof = ceilings["int8" if run["config"].endswith("-int8") else "float32"]
         health = report["health"]["p99_ms"] if report["health"] else None
         errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "0"
         rows.append(
             f"| {run['config']} | {run['clients']} | {rate:.1f} | {_fmt(report['latency_ms']['p50'])} "
             f"| {_fmt(report['latency_ms']['p99'])} | {_fmt(health)} "
-            f"| {_fmt(rate / base if base else None, '.2f')} | {rate / ceiling:.1%} | {errors} |"
+            f"| {_fmt(rate / base if base else None, '.2f')} | {_fmt(solo)} "
+            f"| {_fmt(rate / solo if solo else None, '.0%')} | {_fmt(rate / roof if roof else None, '.1%')} "
+            f"| {errors} |"
         )
     return "\n".join(rows)
 
@@ -320,6 +280,15 @@ def parse_args() -> argparse.Namespace:
         help="where ONNX exports are kept between runs (default: ~/.cache/maskserve/onnx)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the pipeline server")
+    parser.add_argument(
+        "--model-workers", type=int, default=1, help="maskserve's --model_workers (also the model-alone run)"
+    )
+    parser.add_argument(
+        "--alone-seconds",
+        type=float,
+        default=8.0,
+        help="seconds of the model-alone measurement per config; 0 skips it (default: 8)",
+    )
     args = parser.parse_args()
     args.clients = sorted({int(c) for c in args.clients.split(",") if c.strip()})
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -339,24 +308,31 @@ def main() -> None:
     signal.signal(signal.SIGINT, _on_signal)
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
 
-    shape = model_shape(args.model, args.seed)
-    flops = flops_per_sentence(shape)
+    shape = ceiling.model_shape(args.model, args.seed)
+    flops = ceiling.flops_per_sentence(shape)
     rows = round(shape.mean_tokens)
-    # Measured before any server starts, so the GEMM has the machine to itself.
-    single = gemm_flops_per_s(rows, shape.hidden, shape.intermediate)
-    batched = gemm_flops_per_s(16 * rows, shape.hidden, shape.intermediate)
-    ceiling = batched / flops
-    gemm = f"{shape.hidden}x{shape.intermediate}"
+    # Measured before any server starts, so the GEMMs have the machine to itself.
+    single = ceiling.gemm_flops_per_s(rows, shape.hidden, shape.intermediate)
+    batched = ceiling.gemm_flops_per_s(16 * rows, shape.hidden, shape.intermediate)
+    int8 = ceiling.int8_gemm_ops_per_s(16 * rows, shape.hidden, shape.intermediate)
+    ceilings = {"float32": batched / flops, "int8": int8 / flops if int8 else None}
+    weight = f"{shape.hidden}x{shape.intermediate}"
+    gemm = f"{16 * rows}x{shape.hidden} @ {weight}"
     print(
         f"model: hidden {shape.hidden}, layers {shape.layers}, intermediate {shape.intermediate}, "
         f"vocab {shape.vocab}; workload mean {shape.mean_tokens:.1f} tokens, {flops / 1e9:.3f} GFLOP\n"
-        f"float32 GEMM {rows}x{shape.hidden} @ {gemm}: {single / 1e9:.1f} GFLOP/s; "
-        f"{16 * rows}x{shape.hidden} @ {gemm}: {batched / 1e9:.1f} GFLOP/s "
-        f"(the ceiling rate) -> ceiling {ceiling:.1f} sentences/s"
+        f"float32 GEMM {rows}x{shape.hidden} @ {weight}: {single / 1e9:.1f} GFLOP/s; "
+        f"{gemm}: {batched / 1e9:.1f} GFLOP/s -> float32 ceiling {ceilings['float32']:.1f} sentences/s"
     )
+    if int8:
+        print(
+            f"int8 GEMM {gemm} (ONNX Runtime, dynamic): {int8 / 1e9:.1f} GOP/s -> int8 ceiling "
+            f"{int8 / flops:.1f} sentences/s ({int8 / batched:.2f}x float32)"
+        )
 
     log_dir = Path(tempfile.mkdtemp(prefix="maskserve-bench-"))
     runs: list[dict[str, Any]] = []
+    alone: dict[str, float | None] = {}
     if not args.no_baseline:
 
         def pipeline_server(port: int) -> list[str]:
@@ -378,11 +354,13 @@ def main() -> None:
             cmd += ["--host", HOST, "--http_port", str(port)]
             if "grpc_port" in settings:  # the default 8081 may be taken by another server
                 cmd += ["--grpc_port", str(free_port())]
+            cmd += ["--model_workers", str(args.model_workers)] if args.model_workers > 1 else []
             return [*cmd, *flags, *shlex.split(args.server_args)]
 
         runs += measure(config, maskserve, True, args, shape, log_dir)
+        alone[config] = model_alone(config, args, log_dir) if args.alone_seconds > 0 else None
 
-    markdown = table(runs, ceiling)
+    markdown = table(runs, ceilings, alone)
     print(f"\n{markdown}")
     result = {
         "command": shlex.join([sys.executable, *sys.argv]),
@@ -391,7 +369,9 @@ def main() -> None:
         "shape": asdict(shape),
         "flops_per_sentence": flops,
         "gemm_flops_per_s": {f"{rows}x{shape.hidden}x{shape.intermediate}": single, "batched_x16": batched},
-        "ceiling_sentences_per_s": ceiling,
+        "int8_gemm_ops_per_s": int8,
+        "ceiling_sentences_per_s": ceilings,
+        "model_alone_sentences_per_s": alone,
         "runs": runs,
         "table": markdown,
     }

@@ -59,7 +59,12 @@ class Settings(BaseSettings):
     )
     quantize: Quantize = Field("none", **_flag("int8: dynamic int8 encoder weights (CPU, opt-in)"))
     threads: int | None = Field(
-        None, ge=1, **_flag("intra-op threads for the model (default: the usable cores)")
+        None,
+        ge=1,
+        **_flag("intra-op threads per model worker (default: the usable cores shared among the workers)"),
+    )
+    model_workers: int = Field(
+        1, ge=1, le=64, **_flag("batches computed at once, each on its own thread (see docs/batching.md)")
     )
     onnx_cache_dir: str | None = Field(
         None, **_flag("where exported ONNX models are kept (default: beside it)")

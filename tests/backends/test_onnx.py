@@ -21,6 +21,7 @@ pytest.importorskip("onnxruntime")
 from maskserve.backends import onnx_export
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.onnx_backend import OnnxBackend
+from support.concurrency import assert_concurrent_calls_match_serial
 from support.engines import engine_for
 from support.models import build_bert
 
@@ -64,6 +65,13 @@ def test_parity_with_torch(mlm_dir: tuple[str, Path], onnx_cache: Path) -> None:
         assert got.shape == (len(batch.mask_rows), backend.vocab_size)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=family)
     assert _batch(path, texts).input_ids.shape[1] > 30
+
+
+def test_model_workers_can_share_the_session(bert_dir: Path, onnx_cache: Path) -> None:
+    backend = OnnxBackend.load(bert_dir, cache_dir=onnx_cache, threads=1)
+    texts = _texts(bert_dir)
+    batches = [_batch(bert_dir, texts[: i + 1]) for i in range(len(texts))]
+    assert_concurrent_calls_match_serial(backend, batches)
 
 
 def test_cache_is_reused_and_keyed_by_the_weights(

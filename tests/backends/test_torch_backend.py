@@ -10,6 +10,7 @@ from torch import nn
 
 from maskserve.backends.heads import MaskedHead, find_head
 from maskserve.backends.torch_backend import TorchBackend, quantize_int8, resolve_dtype
+from support.concurrency import assert_concurrent_calls_match_serial
 from support.engines import engine_for
 from support.models import mask_of
 
@@ -80,6 +81,15 @@ def test_fixture_families_use_the_fast_path(mlm_dir: tuple[str, Path]) -> None:
     backend = engine_for(path).backend
     assert isinstance(backend, TorchBackend)
     assert backend.head_at_masks
+
+
+def test_model_workers_can_share_the_model(mlm_dir: tuple[str, Path]) -> None:
+    _, path = mlm_dir
+    engine = engine_for(path)
+    mask = engine.encoder.mask_token
+    texts = [f"the {mask} sat on the {mask} .", f"{mask} .", f"a song in the old tree by the {mask} today ."]
+    batches = [engine.encoder.pad(engine.encoder.encode(texts[: i + 1])) for i in range(len(texts))]
+    assert_concurrent_calls_match_serial(engine.backend, batches)
 
 
 def test_a_model_without_a_known_head_falls_back_to_the_full_head() -> None:

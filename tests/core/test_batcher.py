@@ -181,3 +181,35 @@ async def test_returning_clients_are_gathered_into_one_batch() -> None:
     await asyncio.wait_for(asyncio.gather(first, rest), 10)
     assert sorted(model.batches[-1]) == [10, 11, 12]
     await batcher.close()
+
+
+async def test_workers_compute_batches_at_once() -> None:
+    both = threading.Barrier(2, timeout=5)
+
+    def model(items: Sequence[EncodedText]) -> Float32Array:
+        both.wait()  # passes only when two batches are being computed at the same time
+        return np.zeros((len(items), 3), dtype=np.float32)
+
+    batcher = Batcher(model, BatchLimits(max_batch_size=1, max_delay_s=0), workers=2)
+    results = await asyncio.wait_for(
+        asyncio.gather(batcher.submit([text(5, tag=1)]), batcher.submit([text(5, tag=2)])), 10
+    )
+    assert [r[0].shape for r in results] == [(1, 3), (1, 3)]
+    assert batcher.stats.failed_batches == 0
+    await batcher.close()
+
+
+async def test_idle_workers_share_the_waiting_items() -> None:
+    model = FakeModel()
+    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=0), workers=2)
+    await batcher.submit([text(5, tag=0)])  # both workers are now waiting for work
+    await asyncio.sleep(0.05)
+    results = await batcher.submit([text(5, tag=i) for i in range(1, 9)])
+    await batcher.close()
+    assert sorted(len(b) for b in model.batches[1:]) == [4, 4]
+    assert [r[0, 0] for r in results] == list(range(1, 9))
+
+
+def test_a_batcher_needs_a_worker() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        Batcher(FakeModel(), BatchLimits(), workers=0)

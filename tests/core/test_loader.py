@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from maskserve.config import Settings
-from maskserve.core.loader import check_masked_lm, load_engine, max_input_length
+from maskserve.core import loader
+from maskserve.core.loader import check_masked_lm, load_engine, max_input_length, worker_threads
 from maskserve.errors import ModelLoadError
 from support.engines import engine_for
 
@@ -87,3 +88,15 @@ def test_model_info(roberta_dir: Path) -> None:
     assert info.answers_to("rob")
     assert info.answers_to(str(roberta_dir))
     assert not info.answers_to("other")
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "threads", "want"),
+    [(8, 1, None, 8), (8, 2, None, 4), (8, 3, None, 2), (2, 4, None, 1), (8, 2, 3, 3)],
+)
+def test_model_workers_share_the_cores(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, threads: int | None, want: int
+) -> None:
+    monkeypatch.setattr(loader, "default_threads", lambda: cores)
+    settings = Settings(model="m", model_workers=workers, threads=threads)
+    assert worker_threads(settings) == want

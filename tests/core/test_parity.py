@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -136,3 +137,13 @@ async def test_unicode_and_whitespace(mlm_dir: tuple[str, Path]) -> None:
     _, path = mlm_dir
     text = f"  Ünïcödé  café — {mask_of(path)}  naïve 東京 😀 "
     assert_same(await _ours(path, text), _pipeline(str(path))(text))
+
+
+async def test_concurrent_requests_over_two_model_workers(mlm_dir: tuple[str, Path]) -> None:
+    _, path = mlm_dir
+    engine = engine_for(path, model_workers=2)
+    texts = [t.format(m=mask_of(path)) for t in SENTENCES] * 3
+    answers = await asyncio.gather(*(engine.fill_mask([t], FillMaskParams(), use_cache=False) for t in texts))
+    assert engine.batcher.stats.batches >= 2
+    for text, (ours,) in zip(texts, answers, strict=True):
+        assert_same(render_hf_response([ours], unwrap=True), _pipeline(str(path))(text))

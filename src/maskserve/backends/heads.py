@@ -10,6 +10,7 @@ This keeps each architecture's head code (tied decoders, biases, activations) ex
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import torch
@@ -40,16 +41,18 @@ class MaskedHead:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self._index: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Per thread: several model workers may run the same model at once.
+        self._local = threading.local()
         head = find_head(model)
         self.enabled = head is not None
         if head is not None:
             head.register_forward_pre_hook(self._gather)
 
     def _gather(self, _module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        if self._index is None:
+        index: tuple[torch.Tensor, torch.Tensor] | None = getattr(self._local, "index", None)
+        if index is None:
             return None
-        rows, cols = self._index
+        rows, cols = index
         return (args[0][rows, cols], *args[1:])
 
     def _full(self, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -60,11 +63,11 @@ class MaskedHead:
         """[masks, vocab] logits for the positions ``rows[i], cols[i]``."""
         if not self.enabled:
             return self._full(inputs, rows, cols)
-        self._index = (rows, cols)
+        self._local.index = (rows, cols)
         try:
             out: torch.Tensor = self.model(**inputs).logits
         finally:
-            self._index = None
+            self._local.index = None
         return out
 
     def verify(self, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> bool:

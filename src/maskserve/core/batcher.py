@@ -1,10 +1,13 @@
-"""Cross-request dynamic batching in front of one model worker.
+"""Cross-request dynamic batching in front of the model workers.
 
-Every text of every request is one queue item. One loop cuts batches and runs them, one at a time, on a
-dedicated thread, so while the model computes a batch the next one gathers. A batch is cut by a maximum
-size and a budget of padded tokens; it always starts with the oldest waiting item (nothing starves) and is
-filled with the items closest to it in length (little padding). Items whose request was cancelled (the
-client left) are dropped before compute. A failing batch fails only its own items.
+Every text of every request is one queue item. One loop per model worker cuts batches and runs them, one
+at a time, on that worker's own thread, so while the model computes a batch the next one gathers. With
+one worker (the default) the backend spreads each batch over every core; with several, each batch runs on
+its share of the cores, so the server's own work pre-empts one worker's thread instead of stalling a
+batch split across every core. A batch is cut by a maximum size and a budget of padded tokens; it always
+starts with the oldest waiting item (nothing starves) and is filled with the items closest to it in length
+(little padding). Items whose request was cancelled (the client left) are dropped before compute. A
+failing batch fails only its own items.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from maskserve.domain import EncodedText, Float32Array
 from maskserve.errors import BadRequest, InferenceFailed, Overloaded
@@ -81,27 +84,35 @@ class Batcher:
         thread_name: str = "maskserve-model",
         on_batch: OnBatch | None = None,
         on_queue: Callable[[int], None] | None = None,
+        workers: int = 1,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"a batcher needs at least one worker, not {workers}")
         self._run_batch = run_batch
         self._on_batch = on_batch
         self._on_queue = on_queue
         self.limits = limits
         self.stats = BatchStats()
         self._pending: list[_Item] = []
-        self._expected = 1
+        self._idle = 0
         self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        # One thread: the backend already spreads one batch over every core.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=thread_name)
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
 
     @property
     def queued(self) -> int:
         return len(self._pending)
 
     def _ensure_started(self) -> asyncio.Event:
-        if self._task is None or self._task.done():
+        if not self._tasks or any(task.done() for task in self._tasks):
+            for task in self._tasks:
+                task.cancel()
             self._wakeup = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="maskserve-batcher")
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._loop(), name=f"maskserve-batcher-{i}") for i in range(self._workers)
+            ]
         assert self._wakeup is not None
         return self._wakeup
 
@@ -143,27 +154,41 @@ class Batcher:
         if self._on_queue is not None:
             self._on_queue(len(self._pending))
 
-    async def _next_batch(self) -> list[_Item]:
+    async def _next_batch(self, expected: int) -> list[_Item]:
+        """The next batch for one worker; ``expected`` is the size of that worker's last batch."""
         assert self._wakeup is not None
+        self._idle += 1
+        try:
+            return await self._wait_and_cut(self._wakeup, expected)
+        finally:
+            self._idle -= 1
+
+    async def _wait_and_cut(self, wakeup: asyncio.Event, expected: int) -> list[_Item]:
         while True:
             live = [it for it in self._pending if not it.future.done()]
             self.stats.dropped += len(self._pending) - len(live)
             self._pending = live
             if not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+                wakeup.clear()
+                await wakeup.wait()
                 continue
-            if len(self._pending) < min(self._expected, self.limits.max_batch_size):
+            if len(self._pending) < min(expected, self.limits.max_batch_size):
                 # Clients served by the last batch tend to come back together: wait (briefly) for about as
                 # many items as it held, so a steady load is not cut into one large and one small batch.
                 # A lone client (last batch of one) never waits.
                 remaining = self._pending[0].enqueued + self.limits.max_delay_s - time.monotonic()
                 if remaining > 0:
-                    self._wakeup.clear()
+                    wakeup.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), timeout=remaining)
+                        await asyncio.wait_for(wakeup.wait(), timeout=remaining)
                     continue
-            batch = cut_batch(self._pending, self.limits)
+            limits = self.limits
+            if self._idle > 1:
+                # Other workers are idle too: take a fair share, so no worker (and its core) sits idle
+                # while one computes everything.
+                share = -(-len(self._pending) // self._idle)
+                limits = replace(limits, max_batch_size=min(limits.max_batch_size, share))
+            batch = cut_batch(self._pending, limits)
             chosen = {id(it) for it in batch}
             self._pending = [it for it in self._pending if id(it) not in chosen]
             self._queue_changed()
@@ -171,8 +196,9 @@ class Batcher:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
+        expected = 1
         while True:
-            batch = await self._next_batch()
+            batch = await self._next_batch(expected)
             live = [it for it in batch if not it.future.done()]
             self.stats.dropped += len(batch) - len(live)
             if not live:
@@ -193,7 +219,7 @@ class Batcher:
                         it.future.set_exception(error)
                 continue
             self._record(live, started)
-            self._expected = len(live)
+            expected = len(live)
             start = 0
             for it in live:
                 end = start + len(it.encoded.mask_positions)
@@ -211,10 +237,11 @@ class Batcher:
             self._on_batch(len(batch), padded, [started - it.enqueued for it in batch])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for it in self._pending:
             it.future.cancel()
         self._executor.shutdown(wait=True)

@@ -65,6 +65,7 @@ class Engine:
         policy: RequestPolicy | None = None,
         cache: ResponseCache | None = None,
         metrics: Metrics | None = None,
+        workers: int = 1,
     ) -> None:
         self.info = info
         self.encoder = encoder
@@ -74,7 +75,11 @@ class Engine:
         self.cache = cache if cache is not None else ResponseCache(0, 0)
         self.metrics = metrics
         self.batcher = Batcher(
-            self._run_batch, limits or BatchLimits(), on_batch=self._on_batch, on_queue=self._on_queue
+            self._run_batch,
+            limits or BatchLimits(),
+            on_batch=self._on_batch,
+            on_queue=self._on_queue,
+            workers=workers,
         )
         # Two threads keep a long post-processing job from holding up the next request's tokenization.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskserve-cpu")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from maskserve.backends.base import Backend
-from maskserve.backends.torch_backend import TorchBackend, resolve_device
+from maskserve.backends.torch_backend import TorchBackend, default_threads, resolve_device
 from maskserve.config import Settings
 from maskserve.core.batcher import BatchLimits
 from maskserve.core.cache import ResponseCache
@@ -181,7 +181,14 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
         policy=policy,
         cache=ResponseCache(settings.cache_size, settings.cache_max_bytes),
         metrics=metrics,
+        workers=settings.model_workers,
     )
+
+
+def worker_threads(settings: Settings) -> int:
+    """Intra-op threads for each model worker: as asked, or the usable cores shared among the workers, so
+    workers x threads never exceeds the cores."""
+    return settings.threads or max(1, default_threads() // settings.model_workers)
 
 
 def choose_backend(settings: Settings) -> str:
@@ -204,7 +211,7 @@ def load_backend(path: Path, settings: Settings) -> Backend:
             path,
             cache_dir=cache,
             quantize=quantize,
-            threads=settings.threads,
+            threads=worker_threads(settings),
             trust_remote_code=settings.trust_remote_code,
         )
     return TorchBackend.load(
@@ -212,7 +219,7 @@ def load_backend(path: Path, settings: Settings) -> Backend:
         device=settings.device,
         dtype=settings.dtype,
         quantize=quantize,
-        threads=settings.threads,
+        threads=worker_threads(settings),
         trust_remote_code=settings.trust_remote_code,
     )
 
