@@ -95,6 +95,7 @@ class Batcher:
         self.stats = BatchStats()
         self._pending: list[_Item] = []
         self._idle = 0
+        self._last_batch = 1  # the size of the batch any worker finished last
         self._wakeup: asyncio.Event | None = None
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,9 +155,12 @@ class Batcher:
         if self._on_queue is not None:
             self._on_queue(len(self._pending))
 
-    async def _next_batch(self, expected: int) -> list[_Item]:
-        """The next batch for one worker; ``expected`` is the size of that worker's last batch."""
+    async def _next_batch(self, own_last: int) -> list[_Item]:
+        """The next batch for a worker whose last batch held ``own_last`` items."""
         assert self._wakeup is not None
+        # The clients of the batch that finished last are on their way back; with several workers, a worker
+        # that only looked at its own last batch could keep taking them one at a time.
+        expected = max(own_last, self._last_batch)
         self._idle += 1
         try:
             return await self._wait_and_cut(self._wakeup, expected)
@@ -219,7 +223,7 @@ class Batcher:
                         it.future.set_exception(error)
                 continue
             self._record(live, started)
-            expected = len(live)
+            expected = self._last_batch = len(live)
             start = 0
             for it in live:
                 end = start + len(it.encoded.mask_positions)
