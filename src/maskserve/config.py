@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(
         None,
         ge=1,
-        **_flag("intra-op threads per model worker (default: the usable cores shared among the workers)"),
+        **_flag("the model's intra-op threads, shared among the model workers (default: the usable cores)"),
     )
     model_workers: int = Field(
         1, ge=1, le=64, **_flag("batches computed at once, each on its own thread (see docs/batching.md)")

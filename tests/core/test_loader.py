@@ -92,7 +92,7 @@ def test_model_info(roberta_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("cores", "workers", "threads", "want"),
-    [(8, 1, None, 8), (8, 2, None, 4), (8, 3, None, 2), (2, 4, None, 1), (8, 2, 3, 3)],
+    [(8, 1, None, 8), (8, 2, None, 4), (8, 3, None, 2), (2, 4, None, 1), (8, 1, 3, 3), (8, 2, 4, 2)],
 )
 def test_model_workers_share_the_cores(
     monkeypatch: pytest.MonkeyPatch, cores: int, workers: int, threads: int | None, want: int

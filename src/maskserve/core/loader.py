@@ -186,9 +186,10 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
 
 
 def worker_threads(settings: Settings) -> int:
-    """Intra-op threads for each model worker: as asked, or the usable cores shared among the workers, so
-    workers x threads never exceeds the cores."""
-    return settings.threads or max(1, default_threads() // settings.model_workers)
+    """Intra-op threads for each model worker: the model's threads (``--threads``, else the usable cores)
+    shared among the workers, so that together they never oversubscribe what the process was given (a
+    pod's CPU limit arrives as ``--threads``)."""
+    return max(1, (settings.threads or default_threads()) // settings.model_workers)
 
 
 def choose_backend(settings: Settings) -> str:
