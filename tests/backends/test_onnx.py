@@ -55,6 +55,7 @@ def test_parity_with_torch(mlm_dir: tuple[str, Path], onnx_cache: Path) -> None:
     assert (backend.name, backend.device, backend.dtype) == ("onnx", "cpu", "float32")
     assert backend.vocab_size == reference.vocab_size
     assert backend.head_at_masks, family
+    assert backend.last_layer_at_masks, family
     texts = _texts(path)
     # Shapes unlike the export's dummy (2 x 8) and probe (3 x 13): 4 rows of up to ~40 tokens, 1 row, ...
     for chunk in (texts, texts[:1], texts[2:3], texts[1:3]):
@@ -151,9 +152,11 @@ def test_int8_quantizes_the_encoder_but_not_the_head(
     graph = model.graph
     ops = [node.op_type for node in graph.node]
     assert "MatMulInteger" in ops  # the encoder's feed-forward and output projections
-    # 2 layers x (q, k, v, attention output, up, down); fused, q/k/v are one QAttention per layer.
-    assert ops.count("MatMulInteger") == (6 if fused else 12)
-    assert ops.count("QAttention") == (2 if fused else 0)
+    # Layer 1 of 2 is the last: only its k and v read every token; its q, attention output, up and down
+    # run at the masks, downstream of the mask indices, in float. Layer 0 has q, k, v, attention output,
+    # up, down; fused, its q/k/v are one QAttention.
+    assert ops.count("MatMulInteger") == (3 if fused else 6) + 2
+    assert ops.count("QAttention") == (1 if fused else 0)
 
     quantized = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}
     head = _downstream_of_masks(graph)

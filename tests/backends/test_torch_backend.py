@@ -58,17 +58,27 @@ def _architectures() -> list[tuple[str, Any]]:
     ]
 
 
+# Families whose last encoder layer runs at the masks only; the others run it whole.
+_LAST_LAYER_AT_MASKS = {"bert", "roberta", "electra", "distilbert"}
+
+
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @pytest.mark.parametrize(("family", "build"), _architectures(), ids=[a[0] for a in _architectures()])
-def test_head_at_masks_equals_the_full_head(family: str, build: Any) -> None:
+def test_head_at_masks_equals_the_full_head(family: str, build: Any, attention: str, padded: bool) -> None:
     model = build()
+    model.set_attn_implementation(attention)
     assert find_head(model) is not None, family
     head = MaskedHead(model)
+    torch.manual_seed(1)
     ids = torch.randint(5, 120, (3, 9))
-    attention = torch.ones_like(ids)
-    attention[2, 6:] = 0
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[2, 6:] = 0
     rows, cols = torch.tensor([0, 1, 1, 2]), torch.tensor([3, 0, 8, 5])
-    inputs = {"input_ids": ids, "attention_mask": attention}
+    inputs = {"input_ids": ids, "attention_mask": mask}
     assert head.verify(inputs, rows, cols), family
+    assert head.last_layer == (family in _LAST_LAYER_AT_MASKS)
     with torch.inference_mode():
         fast = head.logits(inputs, rows, cols)
         full = model(**inputs).logits[rows, cols]
@@ -76,11 +86,54 @@ def test_head_at_masks_equals_the_full_head(family: str, build: Any) -> None:
     torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("family", "build"), _architectures(), ids=[a[0] for a in _architectures()])
+def test_the_last_layer_feed_forward_sees_only_the_masks(family: str, build: Any) -> None:
+    model = build()
+    head = MaskedHead(model)
+    first_ffn = [m for name, m in model.named_modules() if name.endswith(("intermediate.dense", "ffn.lin1"))]
+    if family not in _LAST_LAYER_AT_MASKS:
+        assert not head.last_layer
+        return
+    rows_seen: list[int] = []
+    first_ffn[-1].register_forward_hook(lambda _m, args, _out: rows_seen.append(args[0].shape[:-1].numel()))
+    ids = torch.randint(5, 120, (2, 7))
+    with torch.inference_mode():
+        head.logits(
+            {"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+            torch.tensor([0, 1]),
+            torch.tensor([2, 4]),
+        )
+        assert rows_seen == [2]
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))  # no mask index: the layer runs whole
+    assert rows_seen == [2, 14]
+
+
+def test_a_last_layer_that_disagrees_is_run_whole(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskserve.backends import heads
+
+    model = dict(_architectures())["bert"]()
+    head = MaskedHead(model)
+    assert head.last_layer
+    # A trimmed layer that computes something else than the whole one (as a layout it misreads would).
+    monkeypatch.setattr(heads, "at_masks", lambda _layer, hidden, *_: torch.ones_like(hidden))
+    ids = torch.randint(5, 120, (2, 7))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    rows, cols = torch.tensor([0, 1]), torch.tensor([2, 4])
+    assert head.verify(inputs, rows, cols)
+    assert not head.last_layer
+    assert "running the layer whole" in caplog.text
+    with torch.inference_mode():
+        torch.testing.assert_close(head.logits(inputs, rows, cols), model(**inputs).logits[rows, cols])
+
+
 def test_fixture_families_use_the_fast_path(mlm_dir: tuple[str, Path]) -> None:
     _, path = mlm_dir
     backend = engine_for(path).backend
     assert isinstance(backend, TorchBackend)
     assert backend.head_at_masks
+    assert backend.last_layer_at_masks
 
 
 def test_model_workers_can_share_the_model(mlm_dir: tuple[str, Path]) -> None:

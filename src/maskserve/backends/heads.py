@@ -5,6 +5,7 @@ bert-base, and a request needs it at one position out of ~20. Every masked-LM in
 head module on the encoder's hidden states; a forward pre-hook on that module swaps the [batch, seq, hidden]
 states for the [masks, hidden] rows at the masks, so the model's own forward returns [masks, vocab] logits.
 This keeps each architecture's head code (tied decoders, biases, activations) exactly as transformers has it.
+Where the layout allows, the encoder's last layer runs at the masks only too (see ``last_layer``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from maskserve.backends.last_layer import LastLayer, at_masks, find_last_layer
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +48,29 @@ class MaskedHead:
         self._local = threading.local()
         head = find_head(model)
         self.enabled = head is not None
+        last = find_last_layer(model) if head is not None else None
+        self.last_layer = last is not None
         if head is not None:
             head.register_forward_pre_hook(self._gather)
+        if last is not None:
+            self._trim(last)
+
+    def _trim(self, last: LastLayer) -> None:
+        # An instance attribute shadows the class's forward: no hook can skip a module's own computation,
+        # and wrapping the layer in another module would rename its weights (quantization and ONNX node
+        # scopes go by those names). With no mask index set, the layer runs whole as before.
+        whole = last.module.forward
+
+        def forward(
+            hidden_states: torch.Tensor, attention_mask: Any = None, *args: Any, **kwargs: Any
+        ) -> Any:
+            index: tuple[torch.Tensor, torch.Tensor] | None = getattr(self._local, "index", None)
+            cross = any(a is not None for a in args) or kwargs.get("encoder_hidden_states") is not None
+            if index is None or not self.last_layer or cross:
+                return whole(hidden_states, attention_mask, *args, **kwargs)
+            return at_masks(last, hidden_states, attention_mask, *index)
+
+        last.module.forward = forward
 
     def _gather(self, _module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
         index: tuple[torch.Tensor, torch.Tensor] | None = getattr(self._local, "index", None)
@@ -71,23 +95,34 @@ class MaskedHead:
         return out
 
     def verify(self, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> bool:
-        """Compare the fast path with the full head once; fall back to the full head if they differ."""
+        """Compare the fast path with the full model once, and fall back step by step where they differ:
+        first to the whole last layer, then to the head at every token."""
         if not self.enabled:
             return False
         with torch.inference_mode():
             full = self._full(inputs, rows, cols).float()
-            try:
-                fast = self.logits(inputs, rows, cols).float()
-            except Exception as exc:
-                logger.warning("head-at-masks path failed (%s); computing the head at every token", exc)
-                self.enabled = False
-                return False
-        if fast.shape != full.shape or not torch.allclose(fast, full, atol=1e-3, rtol=1e-3):
+        if self.last_layer:
+            if self._agrees(inputs, rows, cols, full):
+                return True
+            logger.warning("last-layer-at-masks path disagrees with the full model; running the layer whole")
+            self.last_layer = False
+        if not self._agrees(inputs, rows, cols, full):
             logger.warning(
                 "head-at-masks path disagrees with the full head; computing the head at every token"
             )
             self.enabled = False
         return self.enabled
+
+    def _agrees(
+        self, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor, full: Any
+    ) -> bool:
+        try:
+            with torch.inference_mode():
+                fast = self.logits(inputs, rows, cols).float()
+        except Exception as exc:
+            logger.warning("the fast path failed: %s", exc)
+            return False
+        return fast.shape == full.shape and torch.allclose(fast, full, atol=1e-3, rtol=1e-3)
 
 
 class MaskLogitsModule(nn.Module):

@@ -42,6 +42,7 @@ class OnnxBackend:
         self._session = session
         self._inputs = {item.name for item in session.get_inputs()}
         self._head_at_masks = bool(meta.get("head_at_masks", False))
+        self._last_layer_at_masks = bool(meta.get("last_layer_at_masks", False))
         self.vocab_size = int(meta["vocab_size"])
         self.dtype = "float32" if quantize is None else f"float32+{quantize}"
         self.optimized = bool(meta.get("optimized", False))
@@ -91,6 +92,10 @@ class OnnxBackend:
     @property
     def head_at_masks(self) -> bool:
         return self._head_at_masks
+
+    @property
+    def last_layer_at_masks(self) -> bool:
+        return self._last_layer_at_masks
 
     def mask_logits(self, batch: EncodedBatch) -> Float32Array:
         ids = np.ascontiguousarray(batch.input_ids, dtype=np.int64)

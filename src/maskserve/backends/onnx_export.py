@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Bump whenever the graphs this module writes change (inputs, export settings, optimizer or quantizer
 # options): the version is part of every cache key, so old entries are then simply not found.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
 OPSET = 17
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
@@ -315,6 +315,7 @@ def export_onnx(
         "vocab_size": vocab_size,
         "token_types": token_types,
         "head_at_masks": bool(wrapper.head.enabled),
+        "last_layer_at_masks": bool(wrapper.head.enabled and wrapper.head.last_layer),
         "head_scope": head_scope(model),
         "num_heads": int(getattr(model.config, "num_attention_heads", getattr(model.config, "n_heads", 0))),
         "hidden_size": int(getattr(model.config, "hidden_size", getattr(model.config, "dim", 0))),

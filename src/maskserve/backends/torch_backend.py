@@ -158,6 +158,10 @@ class TorchBackend:
     def head_at_masks(self) -> bool:
         return self._head.enabled
 
+    @property
+    def last_layer_at_masks(self) -> bool:
+        return self._head.enabled and self._head.last_layer
+
     @torch.inference_mode()
     def mask_logits(self, batch: EncodedBatch) -> Float32Array:
         rows = torch.from_numpy(batch.mask_rows).to(self.device)
