@@ -173,6 +173,19 @@ def test_int8_quantizes_the_encoder_but_not_the_head(bert_dir: Path) -> None:
     assert type(encoder.output.dense) is nn.Linear
     assert type(model.cls.predictions.transform.dense) is nn.Linear
     assert type(model.cls.predictions.decoder) is nn.Linear
+    # The last layer: keys and values read every token and are quantized; what runs at the masks is not.
+    last = model.bert.encoder.layer[-1]
+    assert "quantized" in type(last.attention.self.key).__module__
+    assert "quantized" in type(last.attention.self.value).__module__
+    assert type(last.attention.self.query) is nn.Linear
+    assert type(last.intermediate.dense) is nn.Linear
+
+
+def test_int8_keeps_the_last_layer_at_the_masks(bert_dir: Path) -> None:
+    # The int8 model still runs its last layer at the masks (on the quantized keys and values).
+    backend = engine_for(bert_dir, quantize="int8").backend
+    assert isinstance(backend, TorchBackend)
+    assert backend.last_layer_at_masks
 
 
 async def test_int8_backend_answers(bert_dir: Path) -> None:

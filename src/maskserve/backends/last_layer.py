@@ -40,6 +40,8 @@ class LastLayer:
     head_size: int
     scaling: float
     finish: Finish
+    # Every module that runs at the mask rows only (the query and what ``finish`` calls).
+    mask_rows_only: tuple[nn.Module, ...]
 
 
 def _bert(layer: Any) -> LastLayer:
@@ -59,6 +61,7 @@ def _bert(layer: Any) -> LastLayer:
         int(attention.attention_head_size),
         float(attention.scaling),
         finish,
+        (attention.query, layer.attention.output, layer.intermediate, layer.output),
     )
 
 
@@ -79,6 +82,7 @@ def _distilbert(layer: Any) -> LastLayer:
         int(attention.attention_head_size),
         float(attention.scaling),
         finish,
+        (attention.q_lin, attention.out_lin, layer.sa_layer_norm, layer.ffn, layer.output_layer_norm),
     )
 
 

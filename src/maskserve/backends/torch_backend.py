@@ -15,6 +15,7 @@ from torch import nn
 
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.heads import MaskedHead, find_head
+from maskserve.backends.last_layer import find_last_layer
 from maskserve.domain import Float32Array
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,15 @@ KEEP_FLOAT_SUFFIXES = ("output.dense", "out_lin", "ffn.lin2", "attn.Wo", "mlp.Wo
 
 
 def int8_targets(model: nn.Module) -> set[str]:
-    """The encoder Linear layers that dynamic int8 quantizes: not the LM head, not the layers above."""
+    """The encoder Linear layers that dynamic int8 quantizes: not the LM head, not the layers above, and
+    not the parts of the last layer that run at the masks only."""
     head = find_head(model)
     skip = {id(m) for m in head.modules()} if head is not None else set()
+    last = find_last_layer(model) if head is not None else None
+    if last is not None:
+        # They run on a few rows, where float costs little, and the activation scale dynamic int8 takes
+        # from those rows alone would make them differ from the whole layer (which the load check refuses).
+        skip |= {id(m) for part in last.mask_rows_only for m in part.modules()}
     get_output = getattr(model, "get_output_embeddings", None)
     output = get_output() if callable(get_output) else None
     if isinstance(output, nn.Module):
