@@ -129,7 +129,7 @@ def _downstream_of_masks(graph: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "plain"])
-def test_int8_quantizes_the_encoder_but_not_the_head(
+def test_int8_quantizes_the_encoder_and_the_projection_but_not_the_mask_rows(
     bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fused: bool
 ) -> None:
     import onnx
@@ -155,25 +155,34 @@ def test_int8_quantizes_the_encoder_but_not_the_head(
     # Layer 1 of 2 is the last: only its k and v read every token; its q, attention output, up and down
     # run at the masks, downstream of the mask indices, in float. Layer 0 has q, k, v, attention output,
     # up, down; fused, its q/k/v are one QAttention.
-    assert ops.count("MatMulInteger") == (3 if fused else 6) + 2
+    # + 1: the vocabulary projection.
+    assert ops.count("MatMulInteger") == (3 if fused else 6) + 2 + 1
     assert ops.count("QAttention") == (1 if fused else 0)
+    assert json.loads((entry / "meta.json").read_text())["int8_projection"]
 
+    # Downstream of the mask indices, only the projection is int8: one input quantized, one int8 matmul
+    # by an int8 [hidden, vocab] weight.
     quantized = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}
     head = _downstream_of_masks(graph)
     assert head, "the head runs downstream of the mask positions"
-    assert not [node.name for node in head if node.op_type in quantized]
+    int8_head = sorted(node.op_type for node in head if node.op_type in quantized)
+    assert int8_head == ["DynamicQuantizeLinear", "MatMulInteger"]
+    hidden = json.loads((entry / "meta.json").read_text())["hidden_size"]
+    initializers = {t.name: t for t in graph.initializer}
+    (matmul,) = [node for node in head if node.op_type == "MatMulInteger"]
+    weight = initializers[matmul.input[1]]
+    assert weight.data_type == onnx.TensorProto.INT8
+    assert list(weight.dims) == [hidden, fp32.vocab_size]
 
-    # The tied word-embedding matrix stays float, [vocab, hidden], read by the lookup and the head.
+    # The tied word-embedding matrix stays float, [vocab, hidden], read by the lookup only.
     floats = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     readers: dict[str, set[str]] = {}
     for node in graph.node:
         for name in node.input:
             if name in floats:
                 readers.setdefault(name, set()).add(node.op_type)
-    hidden = json.loads((entry / "meta.json").read_text())["hidden_size"]
     (embedding,) = [name for name, t in floats.items() if list(t.dims) == [fp32.vocab_size, hidden]]
-    assert readers[embedding] & {"Gather", "EmbedLayerNormalization"}
-    assert embedding in {name for node in head for name in node.input}
+    assert readers[embedding] <= {"Gather", "EmbedLayerNormalization"}
 
 
 def test_missing_onnxruntime_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -195,3 +204,46 @@ def test_export_failure_is_a_value_error(
     with pytest.raises(ValueError, match=r"cannot export BertForMaskedLM to ONNX: .*frobnicate"):
         OnnxBackend.load(bert_dir, cache_dir=tmp_path)
     assert not list(tmp_path.iterdir())  # nothing half-built is left behind
+
+
+def _matmul_graph(weight: np.ndarray, **attributes: Any) -> Any:
+    from onnx import TensorProto, helper, numpy_helper
+
+    op = "FusedMatMul" if attributes else "MatMul"
+    extra = {"domain": "com.microsoft"} if attributes else {}
+    node = helper.make_node(op, ["h", "w"], ["logits"], name="decoder", **extra, **attributes)
+    return helper.make_model(
+        helper.make_graph(
+            [node],
+            "g",
+            [helper.make_tensor_value_info("h", TensorProto.FLOAT, [None, 4])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 10])],
+            [numpy_helper.from_array(weight, "w")],
+        )
+    )
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_the_vocabulary_projection_gets_a_weight_of_its_own(tied: bool) -> None:
+    from onnx import numpy_helper
+
+    from maskserve.backends.onnx_quantize import untie_vocabulary_projection
+
+    rng = np.random.default_rng(0)
+    # Tied: the [vocab, hidden] embedding matrix, transposed by the node; untied: a [hidden, vocab] weight.
+    weight = rng.standard_normal((10, 4) if tied else (4, 10)).astype(np.float32)
+    model = _matmul_graph(weight, transB=1) if tied else _matmul_graph(weight)
+    assert untie_vocabulary_projection(model, vocab_size=10) == "decoder_projection"
+    (node,) = model.graph.node
+    assert (node.op_type, list(node.output)) == ("MatMul", ["logits"])
+    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    np.testing.assert_array_equal(arrays[node.input[1]], weight.T if tied else weight)
+    np.testing.assert_array_equal(arrays["w"], weight)  # what the embedding lookup reads is untouched
+
+
+def test_a_graph_without_a_vocabulary_projection_is_left_alone() -> None:
+    from maskserve.backends.onnx_quantize import untie_vocabulary_projection
+
+    model = _matmul_graph(np.zeros((4, 10), np.float32))
+    assert untie_vocabulary_projection(model, vocab_size=7) is None
+    assert [node.op_type for node in model.graph.node] == ["MatMul"]

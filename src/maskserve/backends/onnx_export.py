@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Bump whenever the graphs this module writes change (inputs, export settings, optimizer or quantizer
 # options): the version is part of every cache key, so old entries are then simply not found.
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3
 OPSET = 17
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"

@@ -1,4 +1,5 @@
-"""Dynamic int8 of an exported fp32 graph, with the LM head (and the tied embeddings) left in float."""
+"""Dynamic int8 of an exported fp32 graph: the encoder and the vocabulary projection, from a copy of the
+embeddings it is tied to; the embedding lookup and the rest of the head stay in float."""
 
 from __future__ import annotations
 
@@ -50,13 +51,17 @@ def reduce_range() -> bool:
 
 
 def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
-    """Dynamic int8 (per-channel QInt8 weights) for the encoder's MatMuls and fused Attention nodes.
+    """Dynamic int8 (per-channel QInt8 weights) for the encoder's MatMuls, fused Attention nodes and the
+    vocabulary projection.
 
-    The LM head stays float, and so does the word-embedding matrix, which is tied to (the very same
-    initializer as) the head's vocabulary projection: that projection turns small hidden-state errors into
-    rank changes among tens of thousands of tokens, and quantizing it is what flips top-1 predictions. It
-    runs at the masks only, so float costs little. Gather and EmbedLayerNormalization are not in the
-    quantized op types, so the embedding lookup keeps reading the float matrix.
+    What runs at the mask rows stays float (the head's transform, the last layer's mask-row parts): it is
+    a few rows of work. The vocabulary projection is the exception: the head reads all of its 30k x hidden
+    weights for every call however few masks it holds, so in float it costs ~9 ms per call on a bert-base
+    here (memory bound), against ~3 ms as int8. With per-channel scales it agrees with float on
+    ``minilm-l6-mlm-demo`` as often as the float projection does (docs/benchmarks.md); per-tensor scales
+    were what made an int8 head flip predictions. It reads a transposed int8 copy of the embedding matrix:
+    the embedding lookup keeps the float original it is tied to (Gather and EmbedLayerNormalization are
+    not quantized op types).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -65,6 +70,9 @@ def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
     model = onnx.load(str(source / MODEL_FILE))
     head = set(head_nodes(model.graph, meta.get("head_scope")))
     untie_gemms(model, head)
+    projection = untie_vocabulary_projection(model, int(meta["vocab_size"]))
+    if projection is not None:
+        head.discard(projection)
     # The quantizer renames what it rewrites (X -> X_MatMul, X_Add); exclude those names too.
     excluded = sorted(head | {f"{name}{suffix}" for name in head for suffix in ("_MatMul", "_Add")})
     started = time.perf_counter()
@@ -85,11 +93,15 @@ def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
     except Exception as exc:
         raise ValueError(f"cannot quantize {meta['architecture']} to int8: {exc}") from exc
     logger.info(
-        "quantized the ONNX graph to int8 in %.1f s (%d head nodes kept float)",
+        "quantized the ONNX graph to int8 in %.1f s (%d mask-row nodes kept float, vocabulary projection %s)",
         time.perf_counter() - started,
         len(head),
+        "int8" if projection is not None else "float",
     )
-    write_meta(scratch, {**meta, "quantize": "int8", "reduce_range": reduce})
+    write_meta(
+        scratch,
+        {**meta, "quantize": "int8", "reduce_range": reduce, "int8_projection": projection is not None},
+    )
 
 
 def untie_gemms(model: Any, head: set[str]) -> None:
@@ -135,3 +147,43 @@ def untie_gemms(model: Any, head: set[str]) -> None:
     graph.node.extend(nodes)
     if not any(op.domain == "com.microsoft" for op in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def untie_vocabulary_projection(model: Any, vocab_size: int) -> str | None:
+    """Give the head's vocabulary projection a weight of its own, as a plain ``MatMul`` the quantizer
+    rewrites; return its node name (None when the graph has no such node).
+
+    After :func:`untie_gemms` the projection is a ``FusedMatMul`` by the transposed [vocab, hidden]
+    embedding matrix (or, untied, a ``MatMul`` by a [hidden, vocab] one). Its new weight is a transposed
+    copy, so the float matrix the embedding lookup reads is left as it is.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    for index, node in enumerate(graph.node):
+        if node.op_type not in {"FusedMatMul", "MatMul"} or node.input[1] not in weights:
+            continue
+        dims = list(weights[node.input[1]].dims)
+        if len(dims) != 2 or vocab_size not in dims or dims[0] == dims[1]:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if any(attrs.get(name, 0) for name in ("transA", "transBatchA", "transBatchB")):
+            continue
+        if attrs.get("alpha", 1.0) != 1.0:
+            continue
+        matrix = numpy_helper.to_array(weights[node.input[1]])
+        if attrs.get("transB", 0):
+            matrix = matrix.T
+        if matrix.shape[1] != vocab_size:
+            continue
+        name = f"{node.input[1]}_projection"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(matrix), name))
+        projection = helper.make_node(
+            "MatMul", [node.input[0], name], list(node.output), name=f"{node.name}_projection"
+        )
+        graph.node.remove(node)
+        graph.node.insert(index, projection)
+        return str(projection.name)
+    return None
