@@ -54,7 +54,7 @@ def top_k_predictions(
                 tokens = tokens[tokens != encoder.pad_token_id]
             sequence = encoder.decode(tokens, skip_special_tokens=single_mask)
             row.append(
-                Prediction(score=score, token=token, token_str=encoder.decode([token]), sequence=sequence)
+                Prediction(score=score, token=token, token_str=encoder.token_str(token), sequence=sequence)
             )
         out.append(row)
     return out

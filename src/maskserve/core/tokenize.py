@@ -42,6 +42,8 @@ class TextEncoder:
         self._pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self._vocab: dict[str, int] = dict(tokenizer.get_vocab())
         self._uses_token_types = "token_type_ids" in tokenizer.model_input_names
+        # At most one entry per vocabulary id; a dict is safe to share between threads under the GIL.
+        self._token_strs: dict[int, str] = {}
 
     def encode(self, texts: Sequence[str]) -> list[EncodedText]:
         """Tokenize and truncate like ``pipeline(..., tokenizer_kwargs={"truncation": True})``; without
@@ -146,8 +148,13 @@ class TextEncoder:
         return np.asarray(unique, dtype=np.int64)
 
     def decode(self, ids: Sequence[int] | Int64Array, *, skip_special_tokens: bool = False) -> str:
-        return str(
-            self.tokenizer.decode(
-                list(ids) if not isinstance(ids, list) else ids, skip_special_tokens=skip_special_tokens
-            )
-        )
+        # Python ints: transformers converts numpy scalars one by one, which costs more than the decode.
+        plain = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+        return str(self.tokenizer.decode(plain, skip_special_tokens=skip_special_tokens))
+
+    def token_str(self, token_id: int) -> str:
+        """``decode([token_id])``, remembered: every answer decodes its candidates, and they repeat."""
+        text = self._token_strs.get(token_id)
+        if text is None:
+            text = self._token_strs[token_id] = self.decode([token_id])
+        return text
