@@ -256,8 +256,7 @@ def export_onnx(
 ) -> tuple[dict[str, Any], Float32Array]:
     """Export ``(ids, attention, [token types], rows, cols) -> [masks, vocab]`` logits to ``out``.
 
-    Returns the entry's metadata and torch's logits on the probe batch (``PROBE_SHAPE``), which the caller
-    checks the graph against. Raises ValueError when the architecture does not export.
+    Returns the metadata and torch's logits on the probe batch; ValueError if the model does not export.
     """
     import torch
     from transformers import AutoModelForMaskedLM
