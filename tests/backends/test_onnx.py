@@ -104,6 +104,21 @@ def test_cache_is_reused_and_keyed_by_the_weights(
     assert not list(cache.glob(".tmp-*"))
 
 
+def test_the_fused_graph_keeps_layer_norms_and_gelus_unfused(
+    mlm_dir: tuple[str, Path], onnx_cache: Path
+) -> None:
+    import onnx
+
+    family, path = mlm_dir
+    OnnxBackend.load(path, cache_dir=onnx_cache)
+    key = onnx_export.cache_key(path, None)
+    entry = onnx_cache / f"{key}-fp32"
+    assert json.loads((entry / "meta.json").read_text())["optimized"], family
+    ops = {node.op_type for node in onnx.load(str(entry / "model.onnx")).graph.node}
+    assert {"Attention", "LayerNormalization"} <= ops, family
+    assert not ops & {"SkipLayerNormalization", "BiasGelu"}, family
+
+
 def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     given = tmp_path / "given"
     assert onnx_export.cache_root(tmp_path / "model", given) == given

@@ -16,6 +16,7 @@ import numpy as np
 
 from maskserve.backends import onnx_export as _export
 from maskserve.backends import onnx_quantize as _quantize
+from maskserve.backends import onnx_session as _session
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.torch_backend import default_threads
 from maskserve.domain import Float32Array
@@ -76,7 +77,7 @@ class OnnxBackend:
         meta = _export.read_entry(entry)
         if meta is None:  # pragma: no cover - the entry was just published
             raise ValueError(f"the ONNX cache entry {entry} vanished while loading it")
-        session = _export.session(ort, entry / _export.MODEL_FILE, threads)
+        session = _session.session(ort, entry / _export.MODEL_FILE, threads)
         logger.info(
             "ONNX Runtime %s serving %s (%s%s, %d threads) from %s, ready in %.1f s",
             ort.__version__,
@@ -108,7 +109,7 @@ class OnnxBackend:
             "mask_cols": np.ascontiguousarray(batch.mask_cols, dtype=np.int64),
         }
         # The exporter drops inputs a model never reads (DeBERTa-v2 without token types, for one).
-        logits = self._session.run([_export.OUTPUT], {k: v for k, v in feed.items() if k in self._inputs})[0]
+        logits = self._session.run([_session.OUTPUT], {k: v for k, v in feed.items() if k in self._inputs})[0]
         return np.ascontiguousarray(logits, dtype=np.float32)
 
 

@@ -28,17 +28,17 @@ from typing import Any
 
 import numpy as np
 
+from maskserve.backends.onnx_session import OUTPUT, close, probe_feed, quiet_ort_logs, run, session
 from maskserve.domain import Float32Array
 
 logger = logging.getLogger(__name__)
 
 # Bump whenever the graphs this module writes change (inputs, export settings, optimizer or quantizer
 # options): the version is part of every cache key, so old entries are then simply not found.
-EXPORT_VERSION = 3
+EXPORT_VERSION = 4
 OPSET = 17
 MODEL_FILE = "model.onnx"
 META_FILE = "meta.json"
-OUTPUT = "logits"
 
 # Encoders whose exported graph ONNX Runtime's "bert" fusions understand. Anything else still gets the
 # session-level ORT_ENABLE_ALL optimizations, just not the python fusions (Attention, SkipLayerNorm, ...).
@@ -163,73 +163,8 @@ def _sweep_stale(root: Path) -> None:
             continue
 
 
-class _DropPreprocessingHint(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
-
-
-@contextmanager
-def quiet_ort_logs() -> Iterator[None]:
-    """Silence ORT's optimizer and quantizer chatter for one build step.
-
-    Both log every node they touch at INFO (the quantizer on the root logger), and the quantizer warns to
-    "run pre-processing", which the transformer optimizer has already done. This runs while the model
-    loads, before anything is served, so the process-wide ``logging.disable`` touches nothing else.
-    """
-    previous = logging.root.manager.disable
-    hint = _DropPreprocessingHint()
-    logging.disable(max(previous, logging.INFO))
-    logging.getLogger().addFilter(hint)
-    try:
-        yield
-    finally:
-        logging.getLogger().removeFilter(hint)
-        logging.disable(previous)
-
-
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-
-
-# --- ONNX Runtime helpers ---
-
-
-def session(ort: Any, model: Path, threads: int, *, level: str = "ORT_ENABLE_ALL") -> Any:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def probe_feed(vocab_size: int, token_types: bool, *, batch: int, length: int) -> dict[str, np.ndarray]:
-    """A padded batch with masks in every row; the rows get shorter towards the end of the batch."""
-    rng = np.random.default_rng(batch * 1000 + length)
-    ids = rng.integers(0, vocab_size, size=(batch, length), dtype=np.int64)
-    attention = np.ones((batch, length), dtype=np.int64)
-    for row in range(1, batch):
-        attention[row, length - 2 * row :] = 0
-    rows = np.repeat(np.arange(batch, dtype=np.int64), 2)
-    cols = np.array([c for row in range(batch) for c in (1, max(1, length - 2 * row - 2))], dtype=np.int64)
-    feed = {"input_ids": ids, "attention_mask": attention}
-    if token_types:
-        feed["token_type_ids"] = np.zeros_like(ids)
-    feed["mask_rows"], feed["mask_cols"] = rows, cols
-    return feed
-
-
-def run(sess: Any, feed: dict[str, np.ndarray]) -> Float32Array:
-    """Logits for ``feed``, less any input the exporter pruned because the model never reads it."""
-    names = {item.name for item in sess.get_inputs()}
-    out: Float32Array = sess.run([OUTPUT], {k: v for k, v in feed.items() if k in names})[0]
-    return out
-
-
-def close(got: Float32Array, want: Float32Array, tolerance: float) -> tuple[bool, float]:
-    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
-    return got.shape == want.shape and diff <= tolerance * scale, diff
 
 
 # --- export ---
@@ -362,7 +297,7 @@ def _optimize(
     reference: Float32Array,
     threads: int,
 ) -> bool:
-    """ORT's transformer fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu).
+    """ORT's transformer fusions (Attention, EmbedLayerNormalization, Gelu), less the slow ones.
 
     Kept only when the fused graph loads and matches the plain one on the probe batch.
     """
@@ -371,7 +306,12 @@ def _optimize(
         return False
     started = time.perf_counter()
     try:
+        from onnxruntime.transformers.fusion_options import FusionOptions
         from onnxruntime.transformers.optimizer import optimize_model
+
+        fusions = FusionOptions("bert")
+        fusions.enable_skip_layer_norm = fusions.enable_bias_skip_layer_norm = False
+        fusions.enable_bias_gelu = False
 
         # opt_level 1: ORT's basic, provider-independent rewrites before the python fusions; level 2+ would
         # bake CPU-only kernels into the file, which the session's own ORT_ENABLE_ALL pass adds anyway.
@@ -381,6 +321,7 @@ def _optimize(
                 model_type="bert",
                 num_heads=meta["num_heads"],
                 hidden_size=meta["hidden_size"],
+                optimization_options=fusions,
                 opt_level=1,
                 use_gpu=False,
             )

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from maskserve.backends.onnx_export import META_FILE, MODEL_FILE, _big, quiet_ort_logs, write_meta
+from maskserve.backends.onnx_export import META_FILE, MODEL_FILE, _big, write_meta
+from maskserve.backends.onnx_session import quiet_ort_logs
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,87 @@
+"""ONNX Runtime sessions for the graphs :mod:`maskserve.backends.onnx_export` builds, and the probe
+batches those graphs are checked on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskserve.domain import Float32Array
+
+OUTPUT = "logits"
+# ONNX Runtime's fused SkipLayerNormalization and BiasGelu CPU kernels run 3-4x and 1.7x slower than the
+# Add + LayerNormalization and Add + Gelu they replace (single thread, [5, 23, 768], ORT 1.31): together
+# ~13 % of an int8 bert-base batch. Neither the file nor the session fuses them (docs/benchmarks.md).
+_SLOW_FUSIONS = ("SkipLayerNormFusion", "BiasGeluFusion")
+
+
+class _DropPreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def quiet_ort_logs() -> Iterator[None]:
+    """Silence ORT's optimizer and quantizer chatter for one build step.
+
+    Both log every node they touch at INFO (the quantizer on the root logger), and the quantizer warns to
+    "run pre-processing", which the transformer optimizer has already done. This runs while the model
+    loads, before anything is served, so the process-wide ``logging.disable`` touches nothing else.
+    """
+    previous = logging.root.manager.disable
+    hint = _DropPreprocessingHint()
+    logging.disable(max(previous, logging.INFO))
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
+        logging.disable(previous)
+
+
+def session(ort: Any, model: Path, threads: int, *, level: str = "ORT_ENABLE_ALL") -> Any:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(
+        str(model),
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=list(_SLOW_FUSIONS),
+    )
+
+
+def probe_feed(vocab_size: int, token_types: bool, *, batch: int, length: int) -> dict[str, np.ndarray]:
+    """A padded batch with masks in every row; the rows get shorter towards the end of the batch."""
+    rng = np.random.default_rng(batch * 1000 + length)
+    ids = rng.integers(0, vocab_size, size=(batch, length), dtype=np.int64)
+    attention = np.ones((batch, length), dtype=np.int64)
+    for row in range(1, batch):
+        attention[row, length - 2 * row :] = 0
+    rows = np.repeat(np.arange(batch, dtype=np.int64), 2)
+    cols = np.array([c for row in range(batch) for c in (1, max(1, length - 2 * row - 2))], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": attention}
+    if token_types:
+        feed["token_type_ids"] = np.zeros_like(ids)
+    feed["mask_rows"], feed["mask_cols"] = rows, cols
+    return feed
+
+
+def run(sess: Any, feed: dict[str, np.ndarray]) -> Float32Array:
+    """Logits for ``feed``, less any input the exporter pruned because the model never reads it."""
+    names = {item.name for item in sess.get_inputs()}
+    out: Float32Array = sess.run([OUTPUT], {k: v for k, v in feed.items() if k in names})[0]
+    return out
+
+
+def close(got: Float32Array, want: Float32Array, tolerance: float) -> tuple[bool, float]:
+    diff = float(np.max(np.abs(got - want))) if got.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+    return got.shape == want.shape and diff <= tolerance * scale, diff
