@@ -1,8 +1,9 @@
 """One benchmark run: maskserve per config and the naive pipeline server, over HTTP, in one markdown table.
 
-First benchmarks/pipeline_server.py, then for each config (torch, onnx, torch-int8, onnx-int8)
-``python -m maskserve serve``: each starts on a free loopback port, and once ready loadgen (imported, in
-this process) runs at each client count, with the health probe at the highest; SIGTERM stops the server.
+First benchmarks/pipeline_server.py, then for each config (torch, onnx, torch-int8, onnx-int8, each
+optionally ``@N`` for N model workers, e.g. ``onnx-int8@2``) ``python -m maskserve serve``: each starts on
+a free loopback port, and once ready loadgen (imported, in this process) runs at each client count, with
+the health probe at the highest; SIGTERM stops the server.
 After each server stops, the same config's engine runs in a fresh process with no HTTP at all
 (``engine_bench.py``, batches of 16): the model alone, so the table shows what serving costs on top of it.
 The table gives each run's throughput against the pipeline at the same client count, against the model
@@ -120,9 +121,16 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
     raise RuntimeError(f"the server was not ready after {timeout:.0f}s")
 
 
+def split_config(config: str, default_workers: int) -> tuple[str, str, int]:
+    """``onnx-int8@2`` -> ("onnx", "int8", 2); without ``@N`` the workers are ``--model-workers``."""
+    name, _, workers = config.partition("@")
+    backend, _, variant = name.partition("-")
+    return backend, variant, int(workers) if workers else default_workers
+
+
 def check_backend(url: str, name: str, config: str, log_path: Path) -> None:
     """Refuse to label a run with a backend the server did not run (an older maskserve ignores flags)."""
-    backend, _, quantize = config.partition("-")
+    backend, quantize, _ = split_config(config, 1)
     ignored = [line for line in log_path.read_text(errors="replace").splitlines() if "unknown flag" in line]
     if ignored:
         raise RuntimeError("the server ignored flags: " + "; ".join(ignored))
@@ -197,13 +205,13 @@ def measure(
 
 def model_alone(config: str, args: argparse.Namespace, log_dir: Path) -> float | None:
     """The config's engine in a fresh process, batches of 16, no HTTP: sentences/s, or None on failure."""
-    backend, _, variant = config.partition("-")
+    backend, variant, workers = split_config(config, args.model_workers)
     out = log_dir / f"{config}-alone.json"
     cmd = [sys.executable, str(BENCH_DIR / "engine_bench.py"), args.model, "--backend", backend]
     cmd += ["--quantize", variant] if variant else []
     cmd += ["--batch-sizes", "16", "--seconds", str(args.alone_seconds), "--no-pipeline", "--out", str(out)]
     cmd += ["--seed", str(args.seed), "--onnx-cache-dir", str(args.onnx_cache_dir)]
-    cmd += ["--workers", str(args.model_workers)]
+    cmd += ["--workers", str(workers)]
     print(f"[{config}] model alone: {shlex.join(cmd)}", flush=True)
     with (log_dir / f"{config}-alone.log").open("wb") as log:
         done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -240,7 +248,7 @@ def table(
         rate = report["sentences_per_s"]
         base = baseline.get(run["clients"])
         solo = alone.get(run["config"])
-        roof = ceilings["int8" if run["config"].endswith("-int8") else "float32"]
+        roof = ceilings[split_config(run["config"], 1)[1] or "float32"]
         health = report["health"]["p99_ms"] if report["health"] else None
         errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "0"
         rows.append(
@@ -261,7 +269,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="uncounted seconds per run (default: 3)")
     parser.add_argument("--out", type=Path, default=Path("results.json"), help="default: results.json")
     parser.add_argument(
-        "--configs", default="torch,onnx,torch-int8,onnx-int8", help="BACKEND[-int8],... (default: all four)"
+        "--configs",
+        default="torch,onnx,torch-int8,onnx-int8",
+        help="BACKEND[-int8][@WORKERS],... (default: torch,onnx,torch-int8,onnx-int8)",
     )
     parser.add_argument("--clients", default="1,16", help="client counts (default: 1,16)")
     parser.add_argument(
@@ -281,7 +291,10 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the pipeline server")
     parser.add_argument(
-        "--model-workers", type=int, default=1, help="maskserve's --model_workers (also the model-alone run)"
+        "--model-workers",
+        type=int,
+        default=1,
+        help="maskserve's --model_workers for configs without @N (also the model-alone run)",
     )
     parser.add_argument(
         "--alone-seconds",
@@ -293,9 +306,12 @@ def parse_args() -> argparse.Namespace:
     args.clients = sorted({int(c) for c in args.clients.split(",") if c.strip()})
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for config in args.configs:
-        backend, _, variant = config.partition("-")
-        if backend not in PLATFORMS or variant not in {"", "int8"}:
-            parser.error(f"unknown config {config!r}: use torch, onnx, torch-int8 or onnx-int8")
+        try:
+            backend, variant, workers = split_config(config, args.model_workers)
+        except ValueError:
+            backend, variant, workers = "", "", 0
+        if backend not in PLATFORMS or variant not in {"", "int8"} or workers < 1:
+            parser.error(f"unknown config {config!r}: use torch, onnx, torch-int8 or onnx-int8 [@N]")
     if args.protocol != "hf" and not args.no_baseline:
         parser.error("the pipeline baseline speaks the hf protocol only; add --no-baseline for v1/v2")
     return args
@@ -343,8 +359,9 @@ def main() -> None:
         runs += measure(PIPELINE, pipeline_server, False, args, shape, log_dir)
     settings = maskserve_settings()
     for config in args.configs:
-        backend, _, variant = config.partition("-")
+        backend, variant, workers = split_config(config, args.model_workers)
         flags = ["--backend", backend, *(["--quantize", variant] if variant else [])]
+        flags += ["--model_workers", str(workers)] if workers > 1 else []
         if backend == "onnx" and "onnx_cache_dir" in settings:
             # Keep exports out of the model directory, which may be shared or read-only.
             flags += ["--onnx_cache_dir", str(args.onnx_cache_dir)]
@@ -354,7 +371,6 @@ def main() -> None:
             cmd += ["--host", HOST, "--http_port", str(port)]
             if "grpc_port" in settings:  # the default 8081 may be taken by another server
                 cmd += ["--grpc_port", str(free_port())]
-            cmd += ["--model_workers", str(args.model_workers)] if args.model_workers > 1 else []
             return [*cmd, *flags, *shlex.split(args.server_args)]
 
         runs += measure(config, maskserve, True, args, shape, log_dir)
