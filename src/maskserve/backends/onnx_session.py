@@ -14,9 +14,10 @@ import numpy as np
 from maskserve.domain import Float32Array
 
 OUTPUT = "logits"
-# ONNX Runtime's fused SkipLayerNormalization and BiasGelu CPU kernels run 3-4x and 1.7x slower than the
-# Add + LayerNormalization and Add + Gelu they replace (single thread, [5, 23, 768], ORT 1.31): together
-# ~13 % of an int8 bert-base batch. Neither the file nor the session fuses them (docs/benchmarks.md).
+# ONNX Runtime's fused SkipLayerNormalization and BiasGelu CPU kernels are slower than the Add +
+# LayerNormalization and Add + Gelu they replace (3.7x and 1.2x on [5, 23, width], one thread, ORT 1.31);
+# unfused, a bert-base call is 5-11 % faster. Neither the file nor the session fuses them
+# (benchmarks/ort_fusions.py, docs/benchmarks.md).
 _SLOW_FUSIONS = ("SkipLayerNormFusion", "BiasGeluFusion")
 
 
