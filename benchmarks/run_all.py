@@ -8,29 +8,27 @@ After each server stops, the same config's engine runs in a fresh process with n
 (``engine_bench.py``, batches of 16): the model alone, so the table shows what serving costs on top of it.
 The table gives each run's throughput against the pipeline at the same client count, against the model
 alone and against its FLOP ceiling (``ceiling.py``: this machine's float32 or int8 GEMM rate, measured
-first, divided by the model's FLOPs per sentence at the workload's mean length).
+first, divided by the model's FLOPs per sentence at the workload's mean length). With
+``--agreement-model``, the int8 configs' top-1/top-5 agreement with fp32 follows the table
+(``int8_agreement.py``): measured on that model, which should have real weights, since on the random-weight
+speed model agreement means nothing.
 
     python benchmarks/build_random_model.py --config bert-base-uncased \\
         --tokenizer /work/shared/models/tiny-random-bert --out /tmp/bench-bert-base
-    python benchmarks/run_all.py --model /tmp/bench-bert-base --duration 20 --out results.json
+    python benchmarks/run_all.py --model /tmp/bench-bert-base --duration 20 --out results.json \\
+        --agreement-model /work/shared/models/minilm-l6-mlm-demo
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
-import ctypes
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,86 +37,13 @@ import httpx
 
 import ceiling
 import loadgen
+import servers
+from servers import HOST
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_SRC = BENCH_DIR.parent / "src"
-HOST = "127.0.0.1"
 PLATFORMS = {"torch": "pytorch_transformers", "onnx": "onnxruntime_onnx"}
 PIPELINE = "pipeline"
-_children: list[subprocess.Popen[bytes]] = []
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A pre-exec hook (Linux) so a server gets SIGTERM even if this process is SIGKILLed."""
-    if not sys.platform.startswith("linux"):
-        return None
-    # Resolved here, in the parent: the hook runs between fork and exec and should do nothing but the call.
-    prctl, pr_set_pdeathsig, sigterm = ctypes.CDLL(None, use_errno=True).prctl, 1, int(signal.SIGTERM)
-    return lambda: prctl(pr_set_pdeathsig, sigterm)
-
-
-def _stop(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
-    """SIGTERM (the server drains and exits), then SIGKILL whatever is left after ``grace`` seconds."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _on_signal(signum: int, _frame: object) -> None:
-    # Raising here would surface inside loadgen's event loop (wrapped in exception groups); stop the
-    # servers directly and leave at once instead.
-    _stop(list(_children), grace=10)
-    os._exit(128 + signum)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def running(cmd: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = dict(os.environ)
-    if REPO_SRC.is_dir():
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_SRC), env.get("PYTHONPATH")) if p)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches only this script, which then stops the server itself
-            preexec_fn=_die_with_parent(),  # noqa: PLW1509
-        )
-    _children.append(proc)
-    try:
-        yield proc
-    finally:
-        _stop([proc], grace=30)
-        _children.remove(proc)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the server was not ready after {timeout:.0f}s")
 
 
 def split_config(config: str, default_workers: int) -> tuple[str, str, int]:
@@ -166,7 +91,7 @@ def measure(
     shape: ceiling.ModelShape,
     log_dir: Path,
 ) -> list[dict[str, Any]]:
-    port = free_port()
+    port = servers.free_port()
     cmd = command_for(port)
     url = f"http://{HOST}:{port}"
     log_path = log_dir / f"{label}.log"
@@ -174,8 +99,8 @@ def measure(
     print(f"\n[{label}] PYTHONPATH={REPO_SRC} {command}\n[{label}] log: {log_path}", flush=True)
     runs: list[dict[str, Any]] = []
     try:
-        with running(cmd, log_path) as proc:
-            wait_ready(proc, url, args.ready_timeout)
+        with servers.running(cmd, log_path, REPO_SRC) as proc:
+            servers.wait_ready(proc, url, args.ready_timeout)
             if is_maskserve:
                 check_backend(url, args.model_name, label, log_path)
             for clients in args.clients:
@@ -221,6 +146,23 @@ def model_alone(config: str, args: argparse.Namespace, log_dir: Path) -> float |
     rate = float(json.loads(out.read_text(encoding="utf-8"))["engine"][0]["sentences_per_s"])
     print(f"[{config}] model alone: {rate:.1f} sentences/s", flush=True)
     return rate
+
+
+def int8_agreement(args: argparse.Namespace) -> str | None:
+    """``int8_agreement.py``'s table for the backends of the int8 configs, or None if it failed."""
+    backends = sorted({split_config(c, 1)[0] for c in args.configs if split_config(c, 1)[1] == "int8"})
+    if not backends:
+        return None
+    cmd = [sys.executable, str(BENCH_DIR / "int8_agreement.py"), str(args.agreement_model)]
+    cmd += ["--sentences", str(args.agreement_sentences), "--backends", ",".join(backends)]
+    cmd += ["--onnx-cache-dir", str(args.onnx_cache_dir)]
+    print(f"\nint8 agreement: {shlex.join(cmd)}", flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"int8 agreement FAILED\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    print(done.stdout, flush=True)
+    return done.stdout
 
 
 def _fmt(value: float | None, spec: str = ".1f") -> str:
@@ -302,6 +244,12 @@ def parse_args() -> argparse.Namespace:
         default=8.0,
         help="seconds of the model-alone measurement per config; 0 skips it (default: 8)",
     )
+    parser.add_argument(
+        "--agreement-model",
+        type=Path,
+        help="a model with real weights: after the table, int8 agreement with fp32 on it (int8 configs)",
+    )
+    parser.add_argument("--agreement-sentences", type=int, default=400, help="default: 400")
     args = parser.parse_args()
     args.clients = sorted({int(c) for c in args.clients.split(",") if c.strip()})
     args.configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -319,9 +267,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    atexit.register(lambda: _stop(list(_children), grace=10))
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    servers.stop_children_on_exit()
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
 
     shape = ceiling.model_shape(args.model, args.seed)
@@ -370,7 +316,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "maskserve", "serve", args.model, "--model_name", args.model_name]
             cmd += ["--host", HOST, "--http_port", str(port)]
             if "grpc_port" in settings:  # the default 8081 may be taken by another server
-                cmd += ["--grpc_port", str(free_port())]
+                cmd += ["--grpc_port", str(servers.free_port())]
             return [*cmd, *flags, *shlex.split(args.server_args)]
 
         runs += measure(config, maskserve, True, args, shape, log_dir)
@@ -378,6 +324,7 @@ def main() -> None:
 
     markdown = table(runs, ceilings, alone)
     print(f"\n{markdown}")
+    agreement = int8_agreement(args) if args.agreement_model else None
     result = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "cpus": os.cpu_count(),
@@ -390,6 +337,7 @@ def main() -> None:
         "model_alone_sentences_per_s": alone,
         "runs": runs,
         "table": markdown,
+        "int8_agreement": agreement,
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\nresults: {args.out}; server logs: {log_dir}")
