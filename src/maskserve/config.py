@@ -99,6 +99,11 @@ class Settings(BaseSettings):
 
     # Request limits (each over-limit request gets a 4xx that names the limit and its flag).
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024, **_flag("largest HTTP request body, bytes"))
+    max_response_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        **_flag("largest HTTP answer, bytes, checked before computing (gRPC: grpc_max_send_message_length)"),
+    )
     max_inputs: int = Field(256, ge=1, **_flag("most texts in one request"))
     max_masks: int = Field(64, ge=1, **_flag("most mask tokens in one text"))
     truncation: bool = Field(

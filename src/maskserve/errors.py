@@ -7,6 +7,8 @@ class MaskserveError(Exception):
     """Base error: ``status`` is the HTTP status a transport should answer with."""
 
     status: int = 500
+    # The gRPC status by name when it is not the one the HTTP status maps to (errors.py imports no grpc).
+    grpc_status: str | None = None
 
     def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -19,6 +21,13 @@ class MaskserveError(Exception):
 
 class BadRequest(MaskserveError):
     status = 400
+
+
+class AnswerTooLarge(BadRequest):
+    """The answer would exceed a transport's size limit; gRPC answers RESOURCE_EXHAUSTED, the status its
+    own size checks use."""
+
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class Unauthorized(MaskserveError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
@@ -79,6 +80,33 @@ def _load_in_background(
     return thread
 
 
+# The exit status of a server that cannot take its ports (uvicorn's own startup-failure status).
+EXIT_CANNOT_BIND = 3
+
+
+def _bind_http(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound here rather than by uvicorn so that a taken port is one line naming
+    the flag (uvicorn logs the OS error alone); OSError when the address cannot be had."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _cannot_bind(what: str, host: str, port: int, flag: str, reason: str, hint: str) -> int:
+    logger.error(
+        "cannot serve %s on %s:%d (%s): choose another port with %s%s", what, host, port, reason, flag, hint
+    )
+    return EXIT_CANNOT_BIND
+
+
 async def _serve(settings: Settings) -> int:
     """HTTP and gRPC in one event loop: the engine's batcher belongs to the loop that runs it."""
     import uvicorn
@@ -115,22 +143,38 @@ async def _serve(settings: Settings) -> int:
         exit_code = 1
         http.should_exit = True
 
+    try:
+        http_socket = _bind_http(settings.host, settings.http_port)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return _cannot_bind("HTTP", settings.host, settings.http_port, "--http_port", reason, "")
     grpc_server = None
     if settings.enable_grpc:
         from maskserve.api.grpc.service import start_grpc_server
 
-        grpc_server, _ = await start_grpc_server(
-            slot,
-            host=settings.host,
-            port=settings.grpc_port,
-            max_send_message_length=settings.grpc_max_send_message_length,
-            max_receive_message_length=settings.grpc_max_receive_message_length,
-            api_keys=settings.api_keys(),
-            protect_health=settings.protect_health,
-        )
+        try:
+            grpc_server, _ = await start_grpc_server(
+                slot,
+                host=settings.host,
+                port=settings.grpc_port,
+                max_send_message_length=settings.grpc_max_send_message_length,
+                max_receive_message_length=settings.grpc_max_receive_message_length,
+                api_keys=settings.api_keys(),
+                protect_health=settings.protect_health,
+            )
+        except RuntimeError:  # grpc says only "Failed to bind to address ..."
+            http_socket.close()
+            return _cannot_bind(
+                "gRPC",
+                settings.host,
+                settings.grpc_port,
+                "--grpc_port",
+                "the port is in use or not allowed",
+                " or turn gRPC off with --enable_grpc false",
+            )
     _load_in_background(settings, metrics, slot, failed)
     try:
-        await http.serve()
+        await http.serve(sockets=[http_socket])
     finally:
         slot.set_stopping()
         if grpc_server is not None:

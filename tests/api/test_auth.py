@@ -105,12 +105,31 @@ async def test_open_server_ignores_authorization(bert_dir: Path) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("header", ["Bearer: hf_doc_key", "Bearer:hf_doc_key", "bearer hf_doc_key"])
+async def test_hf_documentation_header_form_is_accepted(bert_dir: Path, header: str) -> None:
+    async with _client(bert_dir, model_name="bert", api_key=("hf_doc_key",)) as client:
+        ok = await client.post(
+            "/models/bert", json={"inputs": "a [MASK] ."}, headers={"Authorization": header}
+        )
+        wrong = await client.post(
+            "/models/bert", json={"inputs": "a [MASK] ."}, headers={"Authorization": "Bearer: hf_other"}
+        )
+    assert ok.status_code == 200, ok.text
+    assert wrong.status_code == 401
+
+
 def test_key_helpers() -> None:
     assert bearer_token("Bearer abc ") == "abc"
     assert bearer_token("bearer abc") == "abc"
     assert bearer_token("Bearer ") is None
     assert bearer_token("Token abc") is None
     assert bearer_token(None) is None
+    # The Hugging Face Inference API's documentation writes "Bearer: hf_****".
+    assert bearer_token("Bearer: abc") == "abc"
+    assert bearer_token("Bearer:abc") == "abc"
+    assert bearer_token("Bearer:") is None
+    assert bearer_token("Bearerabc") is None
+    assert bearer_token("Bearer: :abc") == ":abc"
     assert key_matches("abc", ["x", "abc"])
     assert not key_matches("ab", ["abc"])
     assert not key_matches("abc", [])

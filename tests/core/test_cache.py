@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from maskserve.core.cache import CacheOutcome, ResponseCache, approximate_size
+from maskserve.core.cache import ResponseCache
+from maskserve.core.outcome import RequestOutcome, approximate_size
 from maskserve.domain import Prediction
 
 
@@ -54,6 +55,6 @@ def test_size_walks_nested_predictions() -> None:
 
 
 def test_outcome_labels() -> None:
-    assert CacheOutcome().label == "bypass"
-    assert CacheOutcome(hits=2).label == "hit"
-    assert CacheOutcome(hits=2, misses=1).label == "miss"
+    assert RequestOutcome().label == "bypass"
+    assert RequestOutcome(hits=2).label == "hit"
+    assert RequestOutcome(hits=2, misses=1).label == "miss"

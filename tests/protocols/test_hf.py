@@ -63,6 +63,15 @@ def test_bad_bodies(body: bytes, message: str) -> None:
         parse_hf_request(body, "application/json")
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
+@pytest.mark.parametrize("body", [b"", b"  \n"])
+def test_empty_body_says_inputs_is_missing(body: bytes, content_type: str | None) -> None:
+    # Not the pipeline's "No mask_token" for an empty text: nothing was sent at all.
+    with pytest.raises(BadRequest, match="'inputs' is missing") as raised:
+        parse_hf_request(body, content_type)
+    assert "mask_token" not in str(raised.value)
+
+
 def test_non_utf8_raw_body() -> None:
     with pytest.raises(BadRequest, match="UTF-8"):
         parse_hf_request(b"\xff\xfe\x00[MASK]", "text/plain")

@@ -16,9 +16,17 @@ def key_matches(presented: str, keys: Iterable[str]) -> bool:
 
 
 def bearer_token(header: str | None) -> str | None:
+    """The key of ``Bearer <key>``, or of ``Bearer: <key>``: the Hugging Face Inference API's documentation
+    writes the header with that colon, and clients copied from it send it so."""
     if not header:
         return None
-    scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    text = header.strip()
+    if text[:6].lower() != "bearer":
         return None
-    return token.strip()
+    rest = text[6:]
+    if rest.startswith(":"):
+        rest = rest[1:]
+    elif not rest[:1].isspace():
+        return None  # "Bearerabc": no scheme at all
+    token = rest.strip()
+    return token or None

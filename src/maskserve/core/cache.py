@@ -11,23 +11,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any
-
-
-@dataclass
-class CacheOutcome:
-    """Filled in by the engine for one request: how many of its inputs were answered from the cache."""
-
-    hits: int = 0
-    misses: int = 0
-
-    @property
-    def label(self) -> str:
-        """``hit`` when every input came from the cache, ``miss`` otherwise (``bypass``: not consulted)."""
-        if self.hits == 0 and self.misses == 0:
-            return "bypass"
-        return "hit" if self.misses == 0 else "miss"
 
 
 def approximate_size(value: Any) -> int:

@@ -7,15 +7,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from maskserve.backends.base import Backend
-from maskserve.core import postprocess
+from maskserve.core import answer_size, postprocess
+from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.batcher import Batcher, BatchLimits
-from maskserve.core.cache import CacheOutcome, ResponseCache
+from maskserve.core.cache import ResponseCache
+from maskserve.core.outcome import RequestOutcome
 from maskserve.core.split import length_runs
 from maskserve.core.tokenize import TextEncoder
 from maskserve.domain import (
@@ -48,6 +50,10 @@ class RequestPolicy:
     max_masks: int = 64
     # Seconds a request may wait for and use the model; None: no limit.
     timeout_s: float | None = 60.0
+    # The largest answer over HTTP (gRPC has its own, --grpc_max_send_message_length).
+    answer_limit: AnswerLimit = field(
+        default_factory=lambda: AnswerLimit(64 * 1024 * 1024, "--max_response_bytes")
+    )
 
 
 class Engine:
@@ -112,7 +118,8 @@ class Engine:
         if self.metrics is not None:
             self.metrics.set_queue_depth(inputs)
 
-    def validate(self, texts: Sequence[str], params: FillMaskParams) -> None:
+    def validate(self, texts: Sequence[str], params: FillMaskParams) -> list[int]:
+        """Check the request against the limits; returns each text's mask count."""
         if not texts:
             raise BadRequest("no inputs: send at least one text containing " + self.info.mask_token)
         if len(texts) > self.policy.max_inputs:
@@ -121,11 +128,13 @@ class Engine:
                 f"this one has {len(texts)}"
             )
         mask = self.info.mask_token
+        counts: list[int] = []
         for index, text in enumerate(texts):
             where = f"input {index}" if len(texts) > 1 else "the input"
             if "\x00" in text:
                 raise BadRequest(f"{where} contains a NUL character (\\u0000), which no tokenizer accepts")
             masks = text.count(mask)
+            counts.append(masks)
             if masks > self.policy.max_masks:
                 raise BadRequest(
                     f"{where} has {masks} {mask} tokens; at most {self.policy.max_masks} per input "
@@ -136,6 +145,7 @@ class Engine:
                 f"top_k must be between 1 and {self.info.vocab_size} (the vocabulary size), "
                 f"got {params.top_k}"
             )
+        return counts
 
     def infer(self, texts: Sequence[str]) -> list[MaskLogits]:
         """Blocking, unbatched: tokenize and run the backend on one padded batch (CLI and benchmarks)."""
@@ -179,7 +189,7 @@ class Engine:
         key: Callable[[str], tuple[object, ...]],
         compute: Callable[[Sequence[str]], Awaitable[list[R]]],
         use_cache: bool,
-        outcome: CacheOutcome | None,
+        outcome: RequestOutcome | None,
     ) -> list[R]:
         """``compute`` on the texts the cache does not hold, the cache for the rest, in the texts' order."""
         if not (use_cache and self.cache.enabled):
@@ -205,15 +215,22 @@ class Engine:
         params: FillMaskParams,
         *,
         use_cache: bool = True,
-        outcome: CacheOutcome | None = None,
+        outcome: RequestOutcome | None = None,
+        answer_limit: AnswerLimit | None = None,
     ) -> list[InputPredictions]:
-        """Top-k candidates per mask per input, equal to ``pipeline("fill-mask")``."""
-        self.validate(texts, params)
+        """Top-k candidates per mask per input, equal to ``pipeline("fill-mask")``. ``outcome`` receives
+        the cache's part and the warnings; ``answer_limit`` replaces the HTTP one (gRPC has its own)."""
+        masks = self.validate(texts, params)
         # Resolve targets before queueing, so a request with no valid target costs no compute.
         targets = params.targets
-        target_ids = (
-            await self._off_loop(lambda: self.encoder.target_ids(targets)) if targets is not None else None
-        )
+        target_ids = None
+        if targets is not None:
+            target_ids, warnings = await self._off_loop(lambda: self.encoder.target_ids(targets))
+            if outcome is not None:
+                outcome.warnings.extend(warnings)
+        top_k = postprocess.effective_top_k(params.top_k, self.info.vocab_size, target_ids)
+        estimate = answer_size.candidates_bytes(texts, masks, top_k, self.encoder.longest_token)
+        answer_size.check(estimate, answer_limit or self.policy.answer_limit, len(texts))
 
         async def compute(todo: Sequence[str]) -> list[InputPredictions]:
             results = await self.infer_async(todo)
@@ -230,11 +247,19 @@ class Engine:
         return await self._cached(texts, lambda t: ("fill", t, params), compute, use_cache, outcome)
 
     async def kserve_values(
-        self, texts: Sequence[str], *, use_cache: bool = True, outcome: CacheOutcome | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        use_cache: bool = True,
+        outcome: RequestOutcome | None = None,
+        answer_limit: AnswerLimit | None = None,
     ) -> list[KServeValue]:
         """KServe's per-input output in the server's output mode (top-1 text, probabilities or logits)."""
-        self.validate(texts, FillMaskParams())
+        masks = self.validate(texts, FillMaskParams())
         mode = self.output_mode
+        if mode is not OutputMode.TOP1:  # a number per vocabulary entry per mask: megabytes per input
+            estimate = answer_size.distributions_bytes(masks, self.info.vocab_size)
+            answer_size.check(estimate, answer_limit or self.policy.answer_limit, len(texts))
 
         async def compute(todo: Sequence[str]) -> list[KServeValue]:
             results = await self.infer_async(todo)

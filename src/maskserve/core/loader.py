@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from maskserve.backends.base import Backend
 from maskserve.backends.torch_backend import TorchBackend, default_threads, resolve_device
 from maskserve.config import Settings
+from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.batcher import BatchLimits
 from maskserve.core.cache import ResponseCache
 from maskserve.core.engine import Engine, RequestPolicy
@@ -171,6 +172,7 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
         max_inputs=settings.max_inputs,
         max_masks=settings.max_masks,
         timeout_s=settings.request_timeout_s or None,
+        answer_limit=AnswerLimit(settings.max_response_bytes, "--max_response_bytes"),
     )
     return Engine(
         info,

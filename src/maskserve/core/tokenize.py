@@ -16,6 +16,9 @@ from maskserve.protocols.common import preview
 
 logger = logging.getLogger(__name__)
 
+# Replaced targets already logged; past this many distinct ones the set starts again.
+_MAX_WARNED_TARGETS = 4096
+
 
 def load_tokenizer(path: Path, *, disable_lower_case: bool = False, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
@@ -44,6 +47,9 @@ class TextEncoder:
         self._uses_token_types = "token_type_ids" in tokenizer.model_input_names
         # At most one entry per vocabulary id; a dict is safe to share between threads under the GIL.
         self._token_strs: dict[int, str] = {}
+        self._warned_targets: set[str] = set()
+        # Bytes of the longest vocabulary entry: bounds a candidate's token_str when sizing an answer.
+        self.longest_token = max((len(t.encode("utf-8")) for t in self._vocab), default=1)
 
     def encode(self, texts: Sequence[str]) -> list[EncodedText]:
         """Tokenize and truncate like ``pipeline(..., tokenizer_kwargs={"truncation": True})``; without
@@ -107,11 +113,14 @@ class TextEncoder:
             mask_cols=np.asarray(cols, dtype=np.int64),
         )
 
-    def target_ids(self, targets: Sequence[str]) -> Int64Array:
-        """Resolve targets as the pipeline does: vocabulary first, else the first sub-token, deduplicated."""
+    def target_ids(self, targets: Sequence[str]) -> tuple[Int64Array, list[str]]:
+        """Resolve targets as the pipeline does: vocabulary first, else the first sub-token, deduplicated.
+
+        Also returns one warning per target that was not taken as it was written, for the client: the
+        pipeline only logs these, so a client never learns that "Zzxqwv" was scored as "z".
+        """
         ids: list[int] = []
-        # Request content stays out of the logs (unless --log_requests): count the fallbacks, not the words.
-        approximated = dropped = 0
+        warnings: list[str] = []
         for target in targets:
             token_id = self._vocab.get(target)
             if token_id is None:
@@ -124,20 +133,19 @@ class TextEncoder:
                     truncation=True,
                 )["input_ids"]
                 if not pieces:
-                    dropped += 1
+                    warnings.append(
+                        f"target {preview(target)} is not in the model's vocabulary and has no token: ignored"
+                    )
+                    self._log_once(target, None)
                     continue
                 token_id = pieces[0]
-                approximated += 1
+                piece = self.tokenizer.convert_ids_to_tokens(int(token_id))
+                warnings.append(
+                    f"target {preview(target)} is not in the model's vocabulary: scored as its first "
+                    f"sub-token {preview(piece)} (as the pipeline does)"
+                )
+                self._log_once(target, piece)
             ids.append(int(token_id))
-        if approximated or dropped:
-            logger.info(
-                "%d of %d targets are not in the vocabulary: %d replaced by their first sub-token (as the "
-                "pipeline does), %d without any token ignored",
-                approximated + dropped,
-                len(targets),
-                approximated,
-                dropped,
-            )
         # set() order, not sorted order: the pipeline's top-k tie-breaking follows it.
         unique = list(set(ids))
         if not unique:
@@ -145,7 +153,20 @@ class TextEncoder:
                 f"None of the targets {preview(list(targets))} maps to a token of this model's vocabulary. "
                 "Give at least one target that is a word or sub-word the tokenizer knows."
             )
-        return np.asarray(unique, dtype=np.int64)
+        return np.asarray(unique, dtype=np.int64), warnings
+
+    def _log_once(self, target: str, piece: str | None) -> None:
+        """Log a replaced target the first time it is seen, not on every request that sends it again. The
+        words stay out of the log (request content, see --log_requests); the client's answer names them."""
+        if target in self._warned_targets:
+            return
+        if len(self._warned_targets) >= _MAX_WARNED_TARGETS:
+            self._warned_targets.clear()  # bounded memory; a target may then be logged a second time
+        self._warned_targets.add(target)
+        what = (
+            "ignored (no token)" if piece is None else "scored as its first sub-token (as the pipeline does)"
+        )
+        logger.info("a target not in the vocabulary was %s; the answer carries a warning", what)
 
     def decode(self, ids: Sequence[int] | Int64Array, *, skip_special_tokens: bool = False) -> str:
         # Python ints: transformers converts numpy scalars one by one, which costs more than the decode.

@@ -29,6 +29,11 @@ def _is_json(content_type: str | None) -> bool:
 
 def parse_hf_request(body: bytes, content_type: str | None) -> HFRequest:
     """JSON ``{"inputs", "parameters", "options"}``, or the raw text itself when the body is not JSON."""
+    if not body.strip():
+        # Not "no mask token": an empty body is a request without inputs, whatever its content type.
+        raise BadRequest(
+            """'inputs' is missing: the body is empty; send {"inputs": "a text with the mask token"}"""
+        )
     if _is_json(content_type):
         payload = load_json(body)
     else:

@@ -24,6 +24,7 @@ from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from maskserve.api.grpc.auth import ApiKeyInterceptor
 from maskserve.core import dataplane
+from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.engine import Engine
 from maskserve.core.slot import ModelSlot, ModelState
 from maskserve.errors import MaskserveError, NotFound
@@ -57,6 +58,14 @@ def grpc_code(status: int) -> grpc.StatusCode:
     return STATUS_CODES.get(status, grpc.StatusCode.INTERNAL)
 
 
+def error_code(exc: MaskserveError) -> grpc.StatusCode:
+    """An error's own gRPC status when it names one (an answer over the message limit is refused with the
+    RESOURCE_EXHAUSTED that grpc's own size check gives), else the table's for its HTTP status."""
+    if exc.grpc_status is not None:
+        return grpc.StatusCode[exc.grpc_status]
+    return grpc_code(exc.status)
+
+
 Context = grpc.aio.ServicerContext[Any, Any]
 _S = TypeVar("_S")
 _Req = TypeVar("_Req")
@@ -79,7 +88,7 @@ def _status_mapped(
                 logger.error("gRPC %s failed: %s", method.__name__, exc.message)
             # Headers such as Retry-After travel as trailing metadata (keys must be lower case).
             trailers = tuple((key.lower(), value) for key, value in exc.headers.items())
-            await context.abort(grpc_code(exc.status), exc.message, trailing_metadata=trailers)
+            await context.abort(error_code(exc), exc.message, trailing_metadata=trailers)
         except Exception as exc:
             logger.exception("gRPC %s: unexpected error", method.__name__)
             await context.abort(
@@ -93,9 +102,17 @@ def _status_mapped(
 class InferenceServicer:
     """``inference.GRPCInferenceService`` over one engine (the generated code registers it by method name)."""
 
-    def __init__(self, slot: ModelSlot, *, extensions: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        slot: ModelSlot,
+        *,
+        extensions: list[str] | None = None,
+        max_send_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+    ) -> None:
         self.slot = slot
         self.extensions = list(extensions or [])
+        # An answer over the message limit is refused before it is computed, naming the flag.
+        self.answer_limit = AnswerLimit(max_send_message_length, "--grpc_max_send_message_length")
 
     def _check(self, name: str, version: str) -> None:
         self.slot.check_name(name)
@@ -144,7 +161,7 @@ class InferenceServicer:
     ) -> pb.ModelInferResponse:
         engine = self._engine_for(request.model_name, request.model_version)
         parsed = convert.infer_request_from_proto(request)
-        response = await dataplane.v2_infer(engine, parsed)
+        response = await dataplane.v2_infer(engine, parsed, answer_limit=self.answer_limit)
         return convert.infer_response_to_proto(response, raw=bool(request.raw_input_contents))
 
 
@@ -203,7 +220,7 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    _add_inference_servicer(InferenceServicer(slot), server)
+    _add_inference_servicer(InferenceServicer(slot, max_send_message_length=max_send_message_length), server)
     health = _health.aio.HealthServicer()
     _follow_slot(slot, health)
     _health_pb2_grpc.add_HealthServicer_to_server(health, server)

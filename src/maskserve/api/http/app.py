@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from maskserve import __version__
 from maskserve.api.http.auth import ApiKeyMiddleware
+from maskserve.api.http.docs import install_docs
 from maskserve.api.http.errors import install_error_handlers
 from maskserve.api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from maskserve.api.http.openapi import install_openapi
@@ -38,12 +39,16 @@ def create_app(
             "Fill-mask inference: KServe V1, Open Inference Protocol and the Hugging Face Inference API."
         ),
         default_response_class=JSONResponse,
+        # Served by install_docs from packaged assets instead of FastAPI's CDN links.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.slot = slot
     app.state.metrics = metrics
     app.state.max_wait_for_model_s = settings.max_wait_for_model_s
     install_error_handlers(app)
-    install_openapi(app)
+    install_openapi(app, slot)
+    install_docs(app)
     for module in (v1, v2, hf):
         app.include_router(module.router)
 

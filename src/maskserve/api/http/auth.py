@@ -17,10 +17,11 @@ from maskserve.api.keys import bearer_token, key_matches
 _PROBES = re.compile(r"^/v2/health/(live|ready)$|^/v1/models/[^/:]+$|^/v2/models/[^/]+/ready$|^/$")
 _METRICS = "/metrics"
 _DOCS = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+_DOC_ASSETS = "/docs/assets/"
 
 
 def is_open_route(method: str, path: str, *, protect_health: bool) -> bool:
-    if path in _DOCS:
+    if path in _DOCS or path.startswith(_DOC_ASSETS):
         return True
     if protect_health:
         return False

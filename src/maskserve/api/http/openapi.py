@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from maskserve.core.slot import ModelSlot
 from maskserve.protocols import schemas, v2
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -41,7 +42,40 @@ BODY_MODELS: tuple[type[BaseModel], ...] = (
 )
 
 
-def install_openapi(app: FastAPI) -> None:
+# Placeholder mask until the model is loaded (the document is rebuilt once it is).
+_DEFAULT_MASK = "[MASK]"
+
+
+def request_examples(mask: str) -> dict[str, Any]:
+    """A request body per route that the served model answers, for "Try it out" in /docs: its own mask
+    token, so the example is answered instead of refused for want of a mask."""
+    text = f"The capital of France is {mask}."
+    return {
+        "/models/{model_id}": {"inputs": text, "parameters": {"top_k": 3}},
+        "/": {"inputs": text, "parameters": {"top_k": 3}},
+        "/v1/models/{name}:predict": {"instances": [text, f"The capital of {mask} is Paris."]},
+        "/v2/models/{name}/infer": {
+            "inputs": [{"name": "input-0", "shape": [1], "datatype": "BYTES", "data": [text]}]
+        },
+    }
+
+
+def _add_examples(doc: dict[str, Any], mask: str, model_name: str) -> None:
+    for path, example in request_examples(mask).items():
+        operation = doc["paths"].get(path, {}).get("post")
+        if operation is None:
+            continue
+        operation["requestBody"]["content"]["application/json"]["example"] = example
+        if "text/plain" in operation["requestBody"]["content"]:
+            operation["requestBody"]["content"]["text/plain"]["example"] = example["inputs"]
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path" and parameter["name"] in {"name", "model_id"}:
+                    parameter["example"] = model_name
+
+
+def install_openapi(app: FastAPI, slot: ModelSlot) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -54,7 +88,10 @@ def install_openapi(app: FastAPI) -> None:
             for name, definition in schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components[model.__name__] = schema
-        app.openapi_schema = doc
+        engine = slot.engine
+        _add_examples(doc, engine.info.mask_token if engine else _DEFAULT_MASK, slot.name)
+        if engine is not None:  # kept once the examples use the model's own mask token
+            app.openapi_schema = doc
         return doc
 
     app.openapi = build  # type: ignore[method-assign]

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 
 from maskserve.api.http.deps import engine_for, slot_of, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
-from maskserve.api.http.responses import JSONResponse, cache_headers
-from maskserve.core.cache import CacheOutcome
+from maskserve.api.http.responses import JSONResponse, with_outcome
+from maskserve.core.outcome import RequestOutcome
 from maskserve.protocols import kserve_v1, schemas
 
 router = APIRouter(tags=["KServe V1"])
@@ -36,11 +36,11 @@ async def model_ready(request: Request, name: str) -> dict[str, Any]:
 async def predict(request: Request, name: str) -> JSONResponse:
     engine = engine_for(request, name)
     parsed = kserve_v1.parse_v1_request(await request.body())
-    cached, outcome = use_cache(request), CacheOutcome()
+    cached, outcome = use_cache(request), RequestOutcome()
     if parsed.params is not None:
         work = engine.fill_mask(parsed.texts, parsed.params, use_cache=cached, outcome=outcome)
         body = kserve_v1.render_v1_candidates(await unless_disconnected(request, work))
     else:
         values = engine.kserve_values(parsed.texts, use_cache=cached, outcome=outcome)
         body = kserve_v1.render_v1_values(await unless_disconnected(request, values))
-    return JSONResponse(body, headers=cache_headers(outcome))
+    return with_outcome(JSONResponse(body), outcome)

@@ -10,9 +10,9 @@ from starlette.responses import Response
 from maskserve import __version__
 from maskserve.api.http.deps import engine_for, slot_of, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
-from maskserve.api.http.responses import JSONResponse, cache_headers
+from maskserve.api.http.responses import JSONResponse, with_outcome
 from maskserve.core import dataplane
-from maskserve.core.cache import CacheOutcome
+from maskserve.core.outcome import RequestOutcome
 from maskserve.errors import NotFound
 from maskserve.protocols import schemas, v2, v2_binary
 
@@ -69,13 +69,12 @@ async def infer(request: Request, name: str) -> Response:
     or outputs are asked for with ``binary_data`` / ``binary_data_output`` (response)."""
     engine = engine_for(request, name)
     parsed = v2_binary.parse_request(await request.body(), request.headers.get(v2_binary.HEADER))
-    outcome = CacheOutcome()
+    outcome = RequestOutcome()
     work = dataplane.v2_infer(engine, parsed, use_cache=use_cache(request), outcome=outcome)
     result = await unless_disconnected(request, work)
-    headers = cache_headers(outcome)
     binary = v2_binary.encode_binary_response(result, parsed)
     if binary is None:
-        return JSONResponse(result, headers=headers)
+        return with_outcome(JSONResponse(result), outcome)
     body, json_length = binary
-    headers[v2_binary.HEADER] = str(json_length)
-    return Response(body, media_type="application/octet-stream", headers=headers)
+    headers = {v2_binary.HEADER: str(json_length)}
+    return with_outcome(Response(body, media_type="application/octet-stream", headers=headers), outcome)
