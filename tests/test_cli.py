@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from maskserve.cli import build_parser, main, settings_from_args
+from maskserve.cli import build_parser, main, predict_text_and_targets, settings_from_args
 from maskserve.config import Settings
+from support.servers import server_env
 
 
 def _settings(*argv: str) -> Settings:
@@ -101,3 +106,82 @@ def test_every_setting_is_a_flag() -> None:
     help_text = parser._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
     for name in Settings.model_fields:
         assert name in help_text or name.upper() in help_text, name
+
+
+# --- maskserve predict ---
+
+
+def _predict_args(*argv: str) -> tuple[str, str, list[str] | None]:
+    parser = build_parser()
+    args = parser.parse_args(["predict", *argv])
+    text, targets = predict_text_and_targets(parser, args)
+    return args.model, text, targets
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("m", "a [MASK] .", "--targets", "paris", "lyon"),
+        ("m", "--targets", "paris", "lyon", "a [MASK] ."),  # what people type: the text last
+        ("--targets", "paris", "lyon", "m", "a [MASK] ."),
+        ("--top_k", "2", "m", "--targets", "paris", "lyon", "a [MASK] ."),
+    ],
+)
+def test_predict_takes_targets_in_any_order_people_type(argv: tuple[str, ...]) -> None:
+    assert _predict_args(*argv) == ("m", "a [MASK] .", ["paris", "lyon"])
+
+
+def test_predict_without_targets() -> None:
+    assert _predict_args("m", "a [MASK] .") == ("m", "a [MASK] .", None)
+
+
+def test_predict_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _predict_args("m")
+    assert "predict needs TEXT" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _predict_args("m", "--targets", "a [MASK] .")
+    assert "--targets needs at least one word" in capsys.readouterr().err
+
+
+def test_predict_help_lists_only_its_own_flags() -> None:
+    parser = build_parser()
+    help_text = parser._subparsers._group_actions[0].choices["predict"].format_help()  # type: ignore[union-attr]
+    for flag in ("--top_k", "--targets", "--backend", "--model_revision", "--max_length"):
+        assert flag in help_text, flag
+    for flag in (
+        "--http_port",
+        "--grpc_port",
+        "--api_key",
+        "--max_batch_size",
+        "--grace_period",
+        "--workers",
+    ):
+        assert flag not in help_text, flag
+
+
+def test_predict_refuses_server_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", "m", "a [MASK] .", "--http_port", "9000"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --http_port" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_predict_prints_the_answer_and_only_the_warnings(bert_dir: Path) -> None:
+    argv = ["predict", str(bert_dir), "--targets", "Zzxqwv", "cat", "the [MASK] sat on the mat ."]
+    done = subprocess.run(
+        [sys.executable, "-m", "maskserve", *argv],
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert {c["token_str"] for c in answer} == {"z", "cat"}
+    # stderr is the answer's warning alone: no start-up lines, no progress bars.
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("maskserve: warning: target 'Zzxqwv'")

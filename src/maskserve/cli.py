@@ -69,8 +69,31 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+# What `maskserve predict` reads of the settings: the model and how it is loaded and run, nothing of the
+# server's (ports, keys, batching, limits), so that its --help lists only flags that change its answer.
+PREDICT_SETTINGS = (
+    "model",
+    "model_revision",
+    "tokenizer_revision",
+    "cache_dir",
+    "trust_remote_code",
+    "max_length",
+    "disable_lower_case",
+    "truncation",
+    "dtype",
+    "device",
+    "backend",
+    "quantize",
+    "threads",
+    "onnx_cache_dir",
+    "log_level",
+)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
     for name, field in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
         kind = _base_type(field.annotation)
         default_note = f" (default: {field.default})" if field.default not in (None, False, ()) else ""
@@ -126,14 +149,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_kserve_compat(serve)
 
     predict = commands.add_parser(
-        "predict", help="fill the masks of one text and print the candidates as JSON"
+        "predict",
+        help="fill the masks of one text and print the candidates as JSON",
+        description="Load MODEL, fill the masks of TEXT and print the candidates as JSON (no server).",
+        usage="maskserve predict MODEL TEXT [--top_k K] [--targets WORD [WORD ...]] [options]",
     )
-    add_settings_arguments(predict)
+    add_settings_arguments(predict, only=PREDICT_SETTINGS)
     predict.add_argument(
-        "text", help="text with the model's mask token, e.g. 'Paris is the [MASK] of France.'"
+        "text",
+        nargs="?",
+        metavar="TEXT",
+        help="text with the model's mask token, e.g. 'Paris is the [MASK] of France.'",
     )
-    predict.add_argument("--top_k", type=int, default=5, help="candidates per mask")
-    predict.add_argument("--targets", nargs="+", default=None, help="restrict candidates to these words")
+    predict.add_argument("--top_k", type=int, default=5, help="candidates per mask (default: 5)")
+    predict.add_argument(
+        "--targets",
+        nargs="+",
+        default=None,
+        metavar="WORD",
+        help="restrict candidates to these words; may come before MODEL and TEXT",
+    )
+    # A one-off prediction prints its answer, not the server's start-up lines.
+    predict.set_defaults(log_level="warning")
+    for action in predict._actions:
+        if action.dest == "log_level":
+            action.help = "log level (default: warning)"
 
     download = commands.add_parser(
         "download",
@@ -204,13 +244,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging("info", "text")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    if args.command in {"download", "predict"} and unknown:
+        # Only serve tolerates unknown flags, for KServe's sake.
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "download":
-        if unknown:  # only serve and predict tolerate unknown flags, for KServe's sake
-            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         sys.exit(run_download(args))
     stray = [u for u in unknown if not u.startswith("-")]
     if stray:
         parser.error(f"unexpected arguments: {' '.join(stray)}")
+    if args.command == "predict":
+        text, targets = predict_text_and_targets(parser, args)
     try:
         settings = settings_from_args(args, unknown)
     except ValidationError as exc:
@@ -220,8 +263,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     from maskserve import server
 
     if args.command == "predict":
-        sys.exit(server.predict(settings, args.text, top_k=args.top_k, targets=args.targets))
+        sys.exit(server.predict(settings, text, top_k=args.top_k, targets=targets))
     sys.exit(server.serve(settings))
+
+
+def predict_text_and_targets(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[str, list[str] | None]:
+    """``--targets`` takes words up to the next flag, so in ``predict MODEL --targets paris lyon TEXT`` it
+    also takes TEXT (and MODEL, when that comes after it too). The positionals are what is missing: they
+    are taken back from the end of the words, which is how people type the command."""
+    targets = list(args.targets) if args.targets is not None else None
+    text = args.text
+    if text is None and targets:
+        text = targets.pop()
+    if getattr(args, "model", None) is None and targets and text is not None:
+        args.model = targets.pop()
+    if text is None:
+        parser.error("predict needs TEXT, a text with the model's mask token: maskserve predict MODEL TEXT")
+    if targets is not None and not targets:
+        parser.error("--targets needs at least one word before TEXT")
+    return text, targets
 
 
 if __name__ == "__main__":

@@ -186,16 +186,24 @@ async def _serve(settings: Settings) -> int:
 
 def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | None) -> int:
     from maskserve.core.loader import load_engine
+    from maskserve.core.outcome import RequestOutcome
     from maskserve.protocols.common import dumps
     from maskserve.protocols.hf import render_hf_response
 
     configure_logging(settings.log_level, settings.log_format)
+    if settings.log_level != "debug":
+        # stderr carries the answer's problems only, not a progress bar per weight file.
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     params = FillMaskParams(top_k=top_k, targets=tuple(targets) if targets else None)
+
+    outcome = RequestOutcome()
 
     async def run() -> list[InputPredictions]:
         engine: Engine = load_engine(settings)
         try:
-            return await engine.fill_mask([text], params)
+            return await engine.fill_mask([text], params, outcome=outcome)
         finally:
             await engine.aclose()
 
@@ -204,5 +212,7 @@ def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | N
     except MaskserveError as exc:
         print(f"maskserve: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ModelLoadError) else 2
+    for warning in outcome.warnings:
+        print(f"maskserve: warning: {warning}", file=sys.stderr)
     sys.stdout.write(dumps(render_hf_response(results, unwrap=True)).decode() + "\n")
     return 0
