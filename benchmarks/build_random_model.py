@@ -3,7 +3,7 @@
 The weights are random, so predictions are meaningless, but the compute per token is the real model's.
 
     python benchmarks/build_random_model.py --config bert-base-uncased \\
-        --tokenizer /work/shared/models/tiny-random-bert --out /tmp/bench-bert-base
+        --tokenizer ../shared/models/tiny-random-bert --out build/bench-bert-base
 """
 
 from __future__ import annotations

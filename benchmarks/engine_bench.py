@@ -4,7 +4,7 @@ Times ``engine.infer(texts)`` at each batch size, then ``transformers.pipeline("
 at a time on the same model in the same process, and prints the ratio. The pipeline's time includes its
 top-5 post-processing, which ``engine.infer`` leaves out (in the server that runs off the model thread).
 
-    python benchmarks/engine_bench.py /tmp/bench-bert-base --backend onnx --quantize int8
+    python benchmarks/engine_bench.py build/bench-bert-base --backend onnx --quantize int8
 """
 
 from __future__ import annotations

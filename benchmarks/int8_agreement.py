@@ -1,6 +1,6 @@
 """How often int8 agrees with fp32, on a model with real weights (random weights say nothing here).
 
-    python benchmarks/int8_agreement.py /work/shared/models/minilm-l6-mlm-demo --sentences 400
+    python benchmarks/int8_agreement.py ../shared/models/minilm-l6-mlm-demo --sentences 400
 
 For each backend it loads the model twice (fp32 and --quantize int8), runs the same seeded workload
 sentences through both and prints top-1 agreement, top-5 overlap and how often the int8 top-1 is in the

@@ -9,7 +9,7 @@ it on the same cache entry, in one process, alternating:
 
 and, with ``--kernels``, the bare kernels on one [batch, length, hidden] activation.
 
-    python benchmarks/ort_fusions.py /tmp/bench-bert-base --quantize int8 --threads 1 --kernels
+    python benchmarks/ort_fusions.py build/bench-bert-base --quantize int8 --threads 1 --kernels
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One request at a time runs the pipeline on one worker thread, with no cross-request batching, so loadgen
 can measure the plain pipeline over HTTP beside maskserve:
 
-    python benchmarks/pipeline_server.py --model /tmp/bench-bert-base --port 8090
+    python benchmarks/pipeline_server.py --model build/bench-bert-base --port 8090
     python benchmarks/loadgen.py --url http://127.0.0.1:8090 --model bert --protocol hf --concurrency 16
 
 Routes: ``POST /models/{name}`` ({"inputs": text or [texts], "parameters": {"top_k": k}}) and

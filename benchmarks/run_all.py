@@ -14,9 +14,9 @@ first, divided by the model's FLOPs per sentence at the workload's mean length).
 speed model agreement means nothing.
 
     python benchmarks/build_random_model.py --config bert-base-uncased \\
-        --tokenizer /work/shared/models/tiny-random-bert --out /tmp/bench-bert-base
-    python benchmarks/run_all.py --model /tmp/bench-bert-base --duration 20 --out results.json \\
-        --agreement-model /work/shared/models/minilm-l6-mlm-demo
+        --tokenizer ../shared/models/tiny-random-bert --out build/bench-bert-base
+    python benchmarks/run_all.py --model build/bench-bert-base --duration 20 --out results.json \\
+        --agreement-model ../shared/models/minilm-l6-mlm-demo
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ of a core and its milliseconds of CPU per sentence, the load generator's too, an
 ``/metrics``. Thread names come from ``py-spy dump`` (``pip install py-spy``); without it, threads are
 listed by id. Linux only.
 
-    python -m maskserve serve /tmp/bench-bert-base --model_name bert --http_port 8090 \\
+    python -m maskserve serve build/bench-bert-base --model_name bert --http_port 8090 \\
         --backend onnx --quantize int8 --model_workers 2 &
     python benchmarks/thread_cpu.py --pid $! --url http://127.0.0.1:8090
 """

@@ -16,6 +16,7 @@ from maskserve.api.grpc import start_grpc_server
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from maskserve.api.http.app import create_app
+from maskserve.core import answer_size
 from support.engines import engine_for, settings_for
 
 TEXT = "the [MASK] sat on the mat ."
@@ -115,6 +116,25 @@ async def test_http_answer_over_max_response_bytes_is_a_400_naming_the_flag(bert
         # The server goes on serving what fits.
         top5 = await client.post("/models/bert", json={"inputs": TEXT})
         assert top5.status_code == 200
+
+
+async def test_grpc_answers_within_the_estimate_are_sent(bert_dir: Path) -> None:
+    # The estimate bounds the real message: an answer sized just under the limit goes through.
+    engine = engine_for(bert_dir, model_name="bert", return_probabilities=True)
+    texts = [TEXT] * 3
+    estimate = answer_size.distributions_bytes([1] * 3, engine.info.vocab_size, json_in_json=False)
+    server, port = await start_grpc_server(engine, host="127.0.0.1", port=0, max_send_message_length=estimate)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            msg = pb.ModelInferRequest(model_name="bert")
+            msg.inputs.add(name="input-0", datatype="BYTES", shape=[3]).contents.bytes_contents.extend(
+                t.encode() for t in texts
+            )
+            reply = await pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(msg, timeout=30)
+    finally:
+        await server.stop(None)
+    assert reply.ByteSize() <= estimate
+    assert len(reply.outputs[0].contents.bytes_contents) == 3
 
 
 async def test_grpc_answer_over_the_send_limit_is_resource_exhausted_naming_the_flag(bert_dir: Path) -> None:

@@ -12,12 +12,14 @@ import pytest
 from maskserve.api.http.app import create_app
 from maskserve.core.slot import ModelSlot
 from support.engines import engine_for, settings_for
+from support.waiting import HANG_S, until
 
 
 @pytest.fixture
 async def loading(bert_dir: Path) -> AsyncIterator[tuple[ModelSlot, httpx.AsyncClient]]:
     slot = ModelSlot("bert", "org/bert-tiny", expected_load_s=25)
-    app = create_app(slot, settings_for(bert_dir, model_name="bert", max_wait_for_model_s=5))
+    # Waiting requests are woken by the model becoming ready; their own limit never decides a test.
+    app = create_app(slot, settings_for(bert_dir, model_name="bert", max_wait_for_model_s=3600))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         yield slot, client
 
@@ -66,11 +68,13 @@ async def test_wait_for_model_waits_then_answers(
     body: dict[str, object] = {"inputs": "a [MASK] ."}
     if options:
         body["options"] = options
+    engine = engine_for(bert_dir, model_name="bert")
     request = asyncio.ensure_future(client.post("/", json=body, headers=headers))
-    await asyncio.sleep(0.2)
+    # The request is inside the slot's wait for the model (a request that did not wait is answered).
+    await until(lambda: slot._changed is not None or request.done(), "the request waits for the model")
     assert not request.done()
-    slot.set_ready(engine_for(bert_dir, model_name="bert"))
-    response = await asyncio.wait_for(request, 10)
+    slot.set_ready(engine)
+    response = await asyncio.wait_for(request, HANG_S)
     assert response.status_code == 200
     assert response.json()[0]["token_str"]
 

@@ -38,6 +38,10 @@ async def test_distribution_estimate_bounds_the_real_answers(mlm_dir: tuple[str,
     assert max(len(v1_body), len(v2_body)) <= estimate
     # An upper bound, but a close one: refusing answers twice the size that would fit helps nobody.
     assert estimate <= 1.5 * len(v2_body)
+    # Without JSON inside JSON (V1, gRPC's bytes), a tighter bound still holds.
+    plain = answer_size.distributions_bytes(masks, engine.info.vocab_size, json_in_json=False)
+    assert len(v1_body) <= plain < estimate
+    assert plain <= 1.5 * len(v1_body)
 
 
 async def test_candidate_estimate_bounds_the_real_answers(mlm_dir: tuple[str, Path]) -> None:

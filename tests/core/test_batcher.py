@@ -10,6 +10,7 @@ import pytest
 from maskserve.core.batcher import Batcher, BatchLimits, _Item, cut_batch
 from maskserve.domain import EncodedText, Float32Array
 from maskserve.errors import BadRequest, InferenceFailed, Overloaded
+from support.waiting import HANG_S, set_within, until
 
 
 def text(length: int, masks: int = 1, tag: int = 0) -> EncodedText:
@@ -29,7 +30,7 @@ class FakeModel:
     def __call__(self, items: Sequence[EncodedText]) -> Float32Array:
         self.started.set()
         if self.gate is not None:
-            self.gate.wait(10)
+            self.gate.wait(HANG_S)
         tags = [it.input_ids[0] for it in items]
         self.batches.append(tags)
         if self.fail_on_tag is not None and self.fail_on_tag in tags:
@@ -96,7 +97,7 @@ async def test_the_loop_stays_free_while_a_batch_runs() -> None:
     model = FakeModel(gate)
     batcher = Batcher(model, BatchLimits(max_delay_s=0))
     pending = asyncio.ensure_future(batcher.submit([text(5, tag=1)]))
-    await asyncio.to_thread(model.started.wait, 5)
+    await set_within(model.started, "the model started")
     assert not pending.done()
     await asyncio.sleep(0)  # the loop still runs other work while the model is busy
     gate.set()
@@ -109,7 +110,7 @@ async def test_admission_control() -> None:
     model = FakeModel(gate)
     batcher = Batcher(model, BatchLimits(max_batch_size=1, max_queue=2, max_delay_s=0))
     first = asyncio.ensure_future(batcher.submit([text(5, tag=1)]))
-    await asyncio.to_thread(model.started.wait, 5)
+    await set_within(model.started, "the model started")
     waiting = asyncio.ensure_future(batcher.submit([text(5, tag=2), text(5, tag=3)]))
     await asyncio.sleep(0)
     with pytest.raises(Overloaded) as exc:
@@ -130,7 +131,7 @@ async def test_cancelled_requests_are_dropped_before_compute() -> None:
     model = FakeModel(gate)
     batcher = Batcher(model, BatchLimits(max_batch_size=1, max_delay_s=0))
     first = asyncio.ensure_future(batcher.submit([text(5, tag=1)]))
-    await asyncio.to_thread(model.started.wait, 5)
+    await set_within(model.started, "the model started")
     gone = asyncio.ensure_future(batcher.submit([text(5, tag=2)]))
     kept = asyncio.ensure_future(batcher.submit([text(5, tag=3)]))
     await asyncio.sleep(0)
@@ -163,28 +164,33 @@ async def test_a_failing_batch_fails_only_its_own_requests() -> None:
 
 async def test_a_lone_client_never_waits_for_company() -> None:
     model = FakeModel()
-    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=60))
+    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=3600))
     for tag in (1, 2):
-        # With a 60 s delay, finishing at all shows that nothing waited for more items.
-        assert (await asyncio.wait_for(batcher.submit([text(5, tag=tag)]), 10))[0][0, 0] == tag
+        # With an hour's delay, finishing at all shows that nothing waited for more items.
+        assert (await asyncio.wait_for(batcher.submit([text(5, tag=tag)]), HANG_S))[0][0, 0] == tag
     await batcher.close()
 
 
 async def test_returning_clients_are_gathered_into_one_batch() -> None:
     model = FakeModel()
-    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=60))
+    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=3600))
     await batcher.submit([text(5, tag=i) for i in range(3)])  # the last batch held 3 items
     first = asyncio.ensure_future(batcher.submit([text(5, tag=10)]))
-    await asyncio.sleep(0.05)
-    assert not first.done()  # waiting for about as many as last time
+    # Cutting a batch needs only the event loop, so a batcher that did not wait would have taken the item
+    # within these turns of the loop, however slow the machine.
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert batcher.queued == 1  # waiting for about as many as last time
+    assert not first.done()
+    assert len(model.batches) == 1
     rest = asyncio.ensure_future(batcher.submit([text(5, tag=11), text(5, tag=12)]))
-    await asyncio.wait_for(asyncio.gather(first, rest), 10)
+    await asyncio.wait_for(asyncio.gather(first, rest), HANG_S)
     assert sorted(model.batches[-1]) == [10, 11, 12]
     await batcher.close()
 
 
 async def test_workers_compute_batches_at_once() -> None:
-    both = threading.Barrier(2, timeout=5)
+    both = threading.Barrier(2, timeout=HANG_S)
 
     def model(items: Sequence[EncodedText]) -> Float32Array:
         both.wait()  # passes only when two batches are being computed at the same time
@@ -192,7 +198,7 @@ async def test_workers_compute_batches_at_once() -> None:
 
     batcher = Batcher(model, BatchLimits(max_batch_size=1, max_delay_s=0), workers=2)
     results = await asyncio.wait_for(
-        asyncio.gather(batcher.submit([text(5, tag=1)]), batcher.submit([text(5, tag=2)])), 10
+        asyncio.gather(batcher.submit([text(5, tag=1)]), batcher.submit([text(5, tag=2)])), HANG_S
     )
     assert [r[0].shape for r in results] == [(1, 3), (1, 3)]
     assert batcher.stats.failed_batches == 0
@@ -202,8 +208,8 @@ async def test_workers_compute_batches_at_once() -> None:
 async def test_idle_workers_share_the_waiting_items() -> None:
     model = FakeModel()
     batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=0), workers=2)
-    await batcher.submit([text(5, tag=0)])  # both workers are now waiting for work
-    await asyncio.sleep(0.05)
+    await batcher.submit([text(5, tag=0)])
+    await until(lambda: batcher._idle == 2, "both workers wait for work")
     results = await batcher.submit([text(5, tag=i) for i in range(1, 9)])
     await batcher.close()
     assert sorted(len(b) for b in model.batches[1:]) == [4, 4]

@@ -13,6 +13,7 @@ from maskserve.core.loader import load_engine
 from maskserve.domain import FillMaskParams
 from maskserve.errors import BadRequest, RequestTimeout
 from support.engines import engine_for, settings_for
+from support.waiting import HANG_S
 
 
 async def test_too_many_inputs(bert_dir: Path) -> None:
@@ -52,7 +53,7 @@ async def test_request_timeout_is_a_504_and_drops_the_work(bert_dir: Path) -> No
     inner = engine.backend.mask_logits
 
     def slow(batch):  # type: ignore[no-untyped-def]
-        gate.wait(10)
+        gate.wait(HANG_S)  # held until the request has timed out, however long that takes here
         return inner(batch)
 
     engine.backend.mask_logits = slow  # type: ignore[method-assign]

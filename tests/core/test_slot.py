@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from maskserve.core.engine import Engine
 from maskserve.core.slot import ModelSlot, ModelState
 from maskserve.errors import ModelNotReady, NotFound
 from support.engines import engine_for
+from support.waiting import HANG_S, until
 
 
 def test_loading_slot_answers_503_with_an_estimate(bert_dir: Path) -> None:
@@ -45,25 +47,33 @@ def test_failed_slot_says_why() -> None:
         slot.engine_or_raise()
 
 
+async def _waiting(slot: ModelSlot, waiter: asyncio.Future[Engine]) -> None:
+    """Until ``waiter`` is inside ``wait_engine``, waiting for a change of state (otherwise a state set
+    before it ran would be seen at once, and the test would not show that the waiter is woken)."""
+    await until(lambda: slot._changed is not None or waiter.done(), "the waiter waits for the model")
+    assert not waiter.done()
+
+
 async def test_wait_engine_returns_once_ready_and_times_out_otherwise(bert_dir: Path) -> None:
     engine = engine_for(bert_dir)
     slot = ModelSlot("model")
     with pytest.raises(ModelNotReady):
         await slot.wait_engine(0.05)
-    waiter = asyncio.ensure_future(slot.wait_engine(5))
-    await asyncio.sleep(0.05)
-    assert not waiter.done()
-    slot.set_ready(engine)
-    assert await asyncio.wait_for(waiter, 2) is engine
+    fresh = ModelSlot("model")  # one that nobody has waited on yet
+    waiter = asyncio.ensure_future(fresh.wait_engine(3600))
+    await _waiting(fresh, waiter)
+    fresh.set_ready(engine)
+    # Long before its hour is up: the waiter wakes when the model is ready, not when its time runs out.
+    assert await asyncio.wait_for(waiter, HANG_S) is engine
 
 
 async def test_wait_engine_fails_fast_when_loading_fails() -> None:
     slot = ModelSlot("model")
-    waiter = asyncio.ensure_future(slot.wait_engine(30))
-    await asyncio.sleep(0.02)
+    waiter = asyncio.ensure_future(slot.wait_engine(3600))
+    await _waiting(slot, waiter)
     slot.set_failed("boom")
     with pytest.raises(ModelNotReady, match="boom"):
-        await asyncio.wait_for(waiter, 2)
+        await asyncio.wait_for(waiter, HANG_S)
 
 
 def test_a_draining_slot_is_not_ready_but_still_serves(bert_dir: Path) -> None:

@@ -258,8 +258,9 @@ class Engine:
         masks = self.validate(texts, FillMaskParams())
         mode = self.output_mode
         if mode is not OutputMode.TOP1:  # a number per vocabulary entry per mask: megabytes per input
-            estimate = answer_size.distributions_bytes(masks, self.info.vocab_size)
-            answer_size.check(estimate, answer_limit or self.policy.answer_limit, len(texts))
+            limit = answer_limit or self.policy.answer_limit
+            estimate = answer_size.distributions_bytes(masks, self.info.vocab_size, limit.json_in_json)
+            answer_size.check(estimate, limit, len(texts))
 
         async def compute(todo: Sequence[str]) -> list[KServeValue]:
             results = await self.infer_async(todo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import grpc
@@ -14,6 +15,7 @@ from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from maskserve.core.slot import ModelSlot
 from support.engines import engine_for
+from support.waiting import HANG_S
 
 DEADLINE = 30.0
 KEY = "grpc-key-7"
@@ -60,14 +62,25 @@ async def test_grpc_follows_the_loading_state(bert_dir: Path) -> None:
             stub = pb_grpc.GRPCInferenceServiceStub(channel)
             health = health_pb2_grpc.HealthStub(channel)
 
-            async def health_status() -> int:
-                reply = await health.Check(
-                    health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=DEADLINE
-                )
-                return int(reply.status)
+            async def health_becomes(want: int) -> None:
+                # The health service is updated by a task on the loop, soon after the state changes.
+                deadline = time.monotonic() + HANG_S
+                while True:
+                    try:
+                        reply = await health.Check(
+                            health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=DEADLINE
+                        )
+                        status: int | None = int(reply.status)
+                    except grpc.aio.AioRpcError as exc:  # NOT_FOUND until the first update
+                        if exc.code() != grpc.StatusCode.NOT_FOUND:
+                            raise
+                        status = None
+                    if status == want:
+                        return
+                    assert time.monotonic() < deadline, f"health says {status}, not {want}"
+                    await asyncio.sleep(0.01)
 
-            await asyncio.sleep(0.05)  # the health service is updated by a task on the loop
-            assert await health_status() == health_pb2.HealthCheckResponse.NOT_SERVING
+            await health_becomes(health_pb2.HealthCheckResponse.NOT_SERVING)
             assert (await stub.ServerLive(pb.ServerLiveRequest(), timeout=DEADLINE)).live
             assert not (await stub.ServerReady(pb.ServerReadyRequest(), timeout=DEADLINE)).ready
             assert not (await stub.ModelReady(pb.ModelReadyRequest(name="bert"), timeout=DEADLINE)).ready
@@ -75,12 +88,10 @@ async def test_grpc_follows_the_loading_state(bert_dir: Path) -> None:
                 await stub.ModelInfer(_infer_request(), timeout=DEADLINE)
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             slot.set_ready(engine_for(bert_dir, model_name="bert"))
-            await asyncio.sleep(0.05)
-            assert await health_status() == health_pb2.HealthCheckResponse.SERVING
+            await health_becomes(health_pb2.HealthCheckResponse.SERVING)
             assert (await stub.ServerReady(pb.ServerReadyRequest(), timeout=DEADLINE)).ready
             assert (await stub.ModelInfer(_infer_request(), timeout=DEADLINE)).outputs
             slot.set_stopping()
-            await asyncio.sleep(0.05)
-            assert await health_status() == health_pb2.HealthCheckResponse.NOT_SERVING
+            await health_becomes(health_pb2.HealthCheckResponse.NOT_SERVING)
     finally:
         await server.stop(None)

@@ -112,7 +112,9 @@ class InferenceServicer:
         self.slot = slot
         self.extensions = list(extensions or [])
         # An answer over the message limit is refused before it is computed, naming the flag.
-        self.answer_limit = AnswerLimit(max_send_message_length, "--grpc_max_send_message_length")
+        self.answer_limit = AnswerLimit(
+            max_send_message_length, "--grpc_max_send_message_length", json_in_json=False
+        )
 
     def _check(self, name: str, version: str) -> None:
         self.slot.check_name(name)
