@@ -105,6 +105,14 @@ class Settings(BaseSettings):
         **_flag("largest HTTP answer, bytes, checked before computing (gRPC: grpc_max_send_message_length)"),
     )
     max_inputs: int = Field(256, ge=1, **_flag("most texts in one request"))
+    # The word algorithms (docs/words.md) cost several forward passes per request; these bound them.
+    max_subwords: int = Field(8, ge=1, le=8, **_flag("largest max_subwords a whole_word request may ask for"))
+    max_beams: int = Field(
+        32, ge=1, le=32, **_flag("largest num_beams a whole_word or joint request may ask for")
+    )
+    max_decode_rows: int = Field(
+        1024, ge=1, **_flag("most forward rows (sequences) the word algorithms may run for one request")
+    )
     max_masks: int = Field(64, ge=1, **_flag("most mask tokens in one text"))
     truncation: bool = Field(
         True, **_flag("cut texts longer than max_length (as KServe); false answers 400 instead")

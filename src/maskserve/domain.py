@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -23,34 +23,83 @@ class OutputMode(str, Enum):
     LOGITS = "logits"
 
 
+DEFAULT_MAX_SUBWORDS = 3
+DEFAULT_NUM_BEAMS = 5
+
+TargetScoring = Literal["first_token", "word"]
+Decoding = Literal["independent", "joint"]
+
+
 @dataclass(frozen=True)
 class FillMaskParams:
-    """Normalised request parameters; ``targets`` is None when the caller gave none."""
+    """Normalised request parameters; ``targets`` is None when the caller gave none. The defaults are the
+    pipeline's behaviour; the word options (docs/words.md) are opt-in."""
 
     top_k: int = DEFAULT_TOP_K
     targets: tuple[str, ...] | None = None
+    # "word": each target scored as the whole word it is, over all of its pieces.
+    target_scoring: TargetScoring = "first_token"
+    # A mask may stand for a whole word of 1..max_subwords pieces.
+    whole_word: bool = False
+    max_subwords: int = DEFAULT_MAX_SUBWORDS
+    # "joint": several masks decoded together by a left-to-right beam search.
+    decoding: Decoding = "independent"
+    num_beams: int | None = None
+
+    @property
+    def words(self) -> bool:
+        """Whether the request asks for one of the word algorithms instead of the pipeline's."""
+        return self.target_scoring == "word" or self.whole_word or self.decoding == "joint"
+
+    @property
+    def beams(self) -> int:
+        return self.num_beams if self.num_beams is not None else max(self.top_k, DEFAULT_NUM_BEAMS)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One candidate for one mask, exactly the pipeline's dict."""
+    """One candidate for one mask: the pipeline's dict, plus ``tokens`` (every piece) for a word answer."""
 
     score: float
     token: int
     token_str: str
     sequence: str
+    tokens: tuple[int, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "score": self.score,
             "token": self.token,
             "token_str": self.token_str,
             "sequence": self.sequence,
         }
+        if self.tokens is not None:
+            out["tokens"] = list(self.tokens)
+        return out
 
 
-# One list of candidates per mask of one input.
-InputPredictions = list[list[Prediction]]
+@dataclass(frozen=True)
+class JointPrediction:
+    """One hypothesis of a joint decoding: a token for every mask of the input, scored together."""
+
+    score: float
+    tokens: tuple[int, ...]
+    token_strs: tuple[str, ...]
+    sequence: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "tokens": list(self.tokens),
+            "token_strs": list(self.token_strs),
+            "sequence": self.sequence,
+        }
+
+
+Candidate = Prediction | JointPrediction
+
+# One list of candidates per mask of one input (one list of hypotheses for a joint decoding).
+InputPredictions = list[list[Candidate]]
 
 # KServe's per-input value: the top-1 string, or token-id -> number for one mask / a list of them for several.
 KServeValue = str | dict[str, float] | list[dict[str, float]]

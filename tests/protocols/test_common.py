@@ -4,7 +4,8 @@ import pytest
 
 from maskserve.domain import FillMaskParams
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import clip, load_json, parse_params, preview, require_texts
+from maskserve.protocols.common import clip, load_json, preview, require_texts
+from maskserve.protocols.params import parse_params
 
 
 def test_load_json_rejects_empty_and_broken_bodies() -> None:

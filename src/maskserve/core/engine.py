@@ -17,6 +17,7 @@ from maskserve.core import answer_size, postprocess
 from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.batcher import Batcher, BatchLimits
 from maskserve.core.cache import ResponseCache
+from maskserve.core.decoding import DecodeLimits, WordDecoder
 from maskserve.core.outcome import RequestOutcome
 from maskserve.core.split import length_runs
 from maskserve.core.tokenize import TextEncoder
@@ -51,6 +52,8 @@ class RequestPolicy:
     # Seconds a request may wait for and use the model; None: no limit.
     timeout_s: float | None = 60.0
     # The largest answer over HTTP (gRPC has its own, --grpc_max_send_message_length).
+    # What one request may ask of the word algorithms (docs/words.md).
+    decode: DecodeLimits = field(default_factory=DecodeLimits)
     answer_limit: AnswerLimit = field(
         default_factory=lambda: AnswerLimit(64 * 1024 * 1024, "--max_response_bytes")
     )
@@ -89,6 +92,7 @@ class Engine:
         )
         # Two threads keep a long post-processing job from holding up the next request's tokenization.
         self._cpu = ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskserve-cpu")
+        self.words = WordDecoder(encoder, info.vocab_size, self._submit, self.policy.decode)
         # What makes an answer differ besides the text and parameters: part of every cache key.
         self._identity = (info.model_id, info.revision, info.backend, info.dtype, info.max_length)
 
@@ -158,16 +162,20 @@ class Engine:
         encoded = await self._off_loop(lambda: self.encoder.encode(texts))
         self._observe("preprocess", started)
         started = time.perf_counter()
+        logits = await self._submit(encoded)
+        self._observe("predict", started)
+        return [MaskLogits(encoded=e, logits=lg) for e, lg in zip(encoded, logits, strict=True)]
+
+    async def _submit(self, encoded: Sequence[EncodedText]) -> list[Float32Array]:
+        """Logits at the masks of each item, through the batcher, within the request timeout."""
         try:
             async with asyncio.timeout(self.policy.timeout_s):
-                logits = await self.batcher.submit(encoded)
+                return await self.batcher.submit(encoded)
         except TimeoutError:
             raise RequestTimeout(
                 f"the model did not answer within {self.policy.timeout_s:g} s (--request_timeout_s); "
                 "the server is overloaded or the request is too large"
             ) from None
-        self._observe("predict", started)
-        return [MaskLogits(encoded=e, logits=lg) for e, lg in zip(encoded, logits, strict=True)]
 
     def _observe(self, stage: Stage, started: float) -> None:
         if self.metrics is not None:
@@ -224,7 +232,8 @@ class Engine:
         # Resolve targets before queueing, so a request with no valid target costs no compute.
         targets = params.targets
         target_ids = None
-        if targets is not None:
+        # Whole-word targets are resolved per text by the word decoder, never cut to a first sub-token.
+        if targets is not None and params.target_scoring != "word":
             target_ids, warnings = await self._off_loop(lambda: self.encoder.target_ids(targets))
             if outcome is not None:
                 outcome.warnings.extend(warnings)
@@ -233,6 +242,8 @@ class Engine:
         answer_size.check(estimate, answer_limit or self.policy.answer_limit, len(texts))
 
         async def compute(todo: Sequence[str]) -> list[InputPredictions]:
+            if params.words:
+                return await self._words(todo, params)
             results = await self.infer_async(todo)
             started = time.perf_counter()
             try:
@@ -245,6 +256,16 @@ class Engine:
                 self._observe("postprocess", started)
 
         return await self._cached(texts, lambda t: ("fill", t, params), compute, use_cache, outcome)
+
+    async def _words(self, texts: Sequence[str], params: FillMaskParams) -> list[InputPredictions]:
+        """The word algorithms: each input's forward passes go through the batcher step by step."""
+        started = time.perf_counter()
+        encoded = await self._off_loop(lambda: self.encoder.encode(texts))
+        self._observe("preprocess", started)
+        started = time.perf_counter()
+        results = await self.words.run(texts, encoded, params)
+        self._observe("predict", started)
+        return results
 
     async def kserve_values(
         self,

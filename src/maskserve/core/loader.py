@@ -13,6 +13,7 @@ from maskserve.config import Settings
 from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.batcher import BatchLimits
 from maskserve.core.cache import ResponseCache
+from maskserve.core.decoding import DecodeLimits
 from maskserve.core.engine import Engine, RequestPolicy
 from maskserve.core.tokenize import TextEncoder, load_tokenizer
 from maskserve.domain import ModelInfo
@@ -173,6 +174,7 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
         max_masks=settings.max_masks,
         timeout_s=settings.request_timeout_s or None,
         answer_limit=AnswerLimit(settings.max_response_bytes, "--max_response_bytes"),
+        decode=DecodeLimits(settings.max_subwords, settings.max_beams, settings.max_decode_rows),
     )
     return Engine(
         info,

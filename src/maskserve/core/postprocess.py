@@ -9,6 +9,7 @@ import torch
 
 from maskserve.core.tokenize import TextEncoder
 from maskserve.domain import (
+    Candidate,
     FillMaskParams,
     InputPredictions,
     Int64Array,
@@ -43,7 +44,7 @@ def top_k_predictions(
         zip(values.tolist(), indices.tolist(), strict=True)
     ):
         position = encoded.mask_positions[mask_index]
-        row: list[Prediction] = []
+        row: list[Candidate] = []
         for score, index in zip(row_values, row_indices, strict=True):
             token = int(target_ids[index]) if target_ids is not None else int(index)
             tokens = base.copy()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from maskserve.domain import DEFAULT_TOP_K, FillMaskParams
 from maskserve.errors import BadRequest
 
 
@@ -63,41 +60,6 @@ def require_texts(value: Any, field: str) -> list[str]:
         if not isinstance(item, str):
             raise BadRequest(f"'{field}[{index}]' must be a string, got {type_name(item)}")
     return list(value)
-
-
-def parse_params(raw: Any, where: str = "parameters") -> FillMaskParams | None:
-    """``{"top_k": int, "targets": str | [str]}``; None when neither is given. Other keys are ignored."""
-    if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise BadRequest(f"'{where}' must be an object, got {type_name(raw)}")
-    top_k_raw = raw.get("top_k")
-    targets_raw = raw.get("targets")
-    if top_k_raw is None and targets_raw is None:
-        return None
-    top_k = DEFAULT_TOP_K
-    if top_k_raw is not None:
-        # JSON has one number type; 3.0 is a fine top_k, 3.5 and true are not. JSON has no infinity or NaN,
-        # but gRPC's double parameters do, and int() raises on them.
-        if (
-            isinstance(top_k_raw, bool)
-            or not isinstance(top_k_raw, int | float)
-            or (isinstance(top_k_raw, float) and not math.isfinite(top_k_raw))
-            or top_k_raw != int(top_k_raw)
-        ):
-            raise BadRequest(f"'{where}.top_k' must be a positive integer, got {preview(top_k_raw)}")
-        top_k = int(top_k_raw)
-        if top_k < 1:
-            raise BadRequest(f"'{where}.top_k' must be at least 1, got {top_k}")
-    targets: tuple[str, ...] | None = None
-    if targets_raw is not None:
-        items = [targets_raw] if isinstance(targets_raw, str) else targets_raw
-        if not isinstance(items, list) or not all(isinstance(t, str) for t in items):
-            raise BadRequest(f"'{where}.targets' must be a string or a list of strings")
-        if not items or not any(t.strip() for t in items):
-            raise BadRequest(f"'{where}.targets' is empty; give at least one target word")
-        targets = tuple(items)
-    return FillMaskParams(top_k=top_k, targets=targets)
 
 
 _TRUE = {"true", "1", "yes", "on", "t", "y"}

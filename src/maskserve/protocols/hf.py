@@ -7,7 +7,8 @@ from typing import Any
 
 from maskserve.domain import FillMaskParams, InputPredictions
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import load_json, parse_params, preview, require_texts, type_name
+from maskserve.protocols.common import load_json, preview, require_texts, type_name
+from maskserve.protocols.params import parse_params
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def parse_hf_request(body: bytes, content_type: str | None) -> HFRequest:
     if "inputs" not in payload:
         raise BadRequest("'inputs' is required: the text (or list of texts) to fill")
     texts = require_texts(payload["inputs"], "inputs")
-    params = parse_params(payload.get("parameters")) or FillMaskParams()
+    params = parse_params(payload.get("parameters"), strict=True) or FillMaskParams()
     options = payload.get("options")
     if options is not None and not isinstance(options, dict):
         raise BadRequest(f"'options' must be an object, got {type_name(options)}")

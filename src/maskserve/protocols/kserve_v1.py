@@ -7,8 +7,9 @@ from typing import Any
 
 from maskserve.domain import FillMaskParams, InputPredictions, KServeValue
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import load_json, parse_params, require_texts, type_name
+from maskserve.protocols.common import load_json, require_texts, type_name
 from maskserve.protocols.hf import render_input
+from maskserve.protocols.params import parse_params
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from maskserve.domain import FillMaskParams, InputPredictions, KServeValue, ModelInfo
+from maskserve.domain import FillMaskParams, InputPredictions, KServeValue, ModelInfo, Prediction
 from maskserve.errors import BadRequest
-from maskserve.protocols.common import clip, dumps, load_json, parse_params, preview, type_name
+from maskserve.protocols.common import clip, dumps, load_json, preview, type_name
 from maskserve.protocols.hf import render_input
+from maskserve.protocols.params import parse_params
 
 KSERVE_OUTPUT = "output-0"
 TOPK_OUTPUTS = ("token_str", "score", "token", "sequence")
@@ -204,8 +205,22 @@ def render_topk(
         )
     masks = mask_counts.pop()
     k = len(results[0][0])
+    flat: list[Prediction] = []
+    for r in results:
+        for candidates in r:
+            if len(candidates) != k:
+                raise BadRequest(
+                    "top-k outputs need as many candidates for every mask (found "
+                    f"{k} and {len(candidates)}); ask for output-0 to get each input's own list"
+                )
+            for p in candidates:
+                if not isinstance(p, Prediction):
+                    raise BadRequest(
+                        "a joint decoding answers each input with one list of hypotheses; ask for "
+                        "output-0 (each input's answer as JSON) instead of top-k outputs"
+                    )
+                flat.append(p)
     shape = [len(results), k] if masks == 1 else [len(results), masks, k]
-    flat = [p for r in results for candidates in r for p in candidates]
     columns: dict[str, list[Any]] = {
         "token_str": [p.token_str for p in flat],
         "score": [p.score for p in flat],
