@@ -76,8 +76,8 @@ def _fill(ids: list[int], positions: list[int], tokens: list[int]) -> list[int]:
 
 
 async def test_word_targets_equal_the_chain_rule(mlm_dir: tuple[str, Path]) -> None:
-    family, path = mlm_dir
-    _, tok = _reference(str(path))
+    _, path = mlm_dir
+    _model, tok = _reference(str(path))
     mask = mask_of(path)
     text = f"the {mask} sat on the mat ."
     targets = ("cat", "catmatdog", "house", "dog")
