@@ -21,6 +21,7 @@ pytest.importorskip("onnxruntime")
 from maskserve.backends import onnx_export
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.onnx_backend import OnnxBackend
+from maskserve.domain import FillMaskParams
 from support.concurrency import assert_concurrent_calls_match_serial
 from support.engines import engine_for
 from support.models import build_bert
@@ -262,3 +263,19 @@ def test_a_graph_without_a_vocabulary_projection_is_left_alone() -> None:
     model = _matmul_graph(np.zeros((4, 10), np.float32))
     assert untie_vocabulary_projection(model, vocab_size=7) is None
     assert [node.op_type for node in model.graph.node] == ["MatMul"]
+
+
+async def test_word_options_on_onnx_answer_as_on_torch(bert_dir: Path, onnx_cache: Path) -> None:
+    # The word algorithms only ask the backend for logits at chosen positions: ONNX serves them too.
+    onnx = engine_for(bert_dir, backend="onnx", onnx_cache_dir=str(onnx_cache))
+    torch_engine = engine_for(bert_dir)
+    cases = [
+        ("the [MASK] sat on the mat .", FillMaskParams(targets=("cat", "catmatdog"), target_scoring="word")),
+        ("the [MASK] sat on the mat .", FillMaskParams(top_k=4, whole_word=True, max_subwords=3)),
+        ("the [MASK] sat on the [MASK] .", FillMaskParams(top_k=3, decoding="joint")),
+    ]
+    for text, params in cases:
+        (got,) = await onnx.fill_mask([text], params, use_cache=False)
+        (want,) = await torch_engine.fill_mask([text], params, use_cache=False)
+        assert [c.tokens for c in got[0]] == [c.tokens for c in want[0]], params
+        assert [c.score for c in got[0]] == pytest.approx([c.score for c in want[0]], rel=1e-4)

@@ -3,9 +3,9 @@ clearer messages than generic validation; these models only describe the wire fo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorBody(BaseModel):
@@ -16,6 +16,26 @@ class ErrorBody(BaseModel):
 class FillMaskParameters(BaseModel):
     top_k: int | None = Field(None, ge=1, description="candidates per mask (default 5)")
     targets: str | list[str] | None = Field(None, description="restrict candidates to these words")
+    target_scoring: Literal["first_token", "word"] | None = Field(
+        None,
+        description="word: score each target as the whole word it is, over all its pieces (docs/words.md)",
+    )
+    whole_word: bool | None = Field(
+        None, description="fill the mask with a whole word of 1..max_subwords pieces"
+    )
+    max_subwords: int | None = Field(
+        None, ge=1, le=8, description="longest whole word, in pieces (default 3)"
+    )
+    decoding: Literal["independent", "joint"] | None = Field(
+        None, description="joint: decode several masks together by beam search"
+    )
+    num_beams: int | None = Field(None, ge=1, le=32, description="beam width (default max(top_k, 5))")
+
+
+class HFParameters(FillMaskParameters):
+    # The HF API refuses keys it does not know (a misspelt "topk" would otherwise be silently ignored);
+    # V1 and V2 accept extension keys.
+    model_config = ConfigDict(extra="forbid")
 
 
 class HFOptions(BaseModel):
@@ -25,7 +45,7 @@ class HFOptions(BaseModel):
 
 class HFRequestBody(BaseModel):
     inputs: str | list[str] = Field(description="text(s) containing the model's mask token")
-    parameters: FillMaskParameters | None = None
+    parameters: HFParameters | None = None
     options: HFOptions | None = None
 
 
@@ -34,11 +54,27 @@ class HFPrediction(BaseModel):
     score: float
     token: int
     token_str: str
+    tokens: list[int] | None = Field(None, description="every piece of a word answer (word options only)")
+
+
+class JointHypothesis(BaseModel):
+    """One hypothesis of "decoding": "joint": a token for every mask, scored together."""
+
+    sequence: str
+    score: float
+    tokens: list[int]
+    token_strs: list[str]
 
 
 # One input with one mask -> a list of candidates; several masks -> a list per mask; several inputs -> a list
-# per input of either.
-HFResponseBody = list[HFPrediction] | list[list[HFPrediction]] | list[list[list[HFPrediction]]]
+# per input of either. A joint decoding answers each input with one list of hypotheses.
+HFResponseBody = (
+    list[HFPrediction]
+    | list[list[HFPrediction]]
+    | list[list[list[HFPrediction]]]
+    | list[JointHypothesis]
+    | list[list[JointHypothesis]]
+)
 
 
 class V1PredictRequest(BaseModel):
