@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from maskserve.core.cache import ResponseCache
-from maskserve.core.outcome import RequestOutcome, approximate_size
+from maskserve.core.cache import ResponseCache, approximate_size
+from maskserve.core.outcome import RequestOutcome
 from maskserve.domain import Prediction
 
 
