@@ -313,7 +313,7 @@ async def test_port_in_use_fails_loudly(served: Served) -> None:
 async def test_error_table_over_the_wire(
     served: Served, monkeypatch: pytest.MonkeyPatch, error: MaskserveError, code: grpc.StatusCode
 ) -> None:
-    async def failing(engine: Engine, request: v2.InferenceRequest) -> v2.InferenceResponse:
+    async def failing(engine: Engine, request: v2.InferenceRequest, **_: object) -> v2.InferenceResponse:
         raise error
 
     monkeypatch.setattr(dataplane, "v2_infer", failing)
@@ -330,7 +330,7 @@ async def test_error_table_over_the_wire(
 async def test_unexpected_error_is_internal_without_leaking(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing(engine: Engine, request: v2.InferenceRequest) -> v2.InferenceResponse:
+    async def failing(engine: Engine, request: v2.InferenceRequest, **_: object) -> v2.InferenceResponse:
         raise RuntimeError("secret detail")
 
     monkeypatch.setattr(dataplane, "v2_infer", failing)
