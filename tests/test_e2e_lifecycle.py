@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support.servers import free_ports, server_env, wait_ready
+from support.servers import free_ports, read_metrics, server_env, wait_ready
+from support.waiting import HANG_S, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +45,21 @@ def test_a_model_that_cannot_load_exits_non_zero_with_the_reason(not_mlm_dir: Pa
     assert "not a masked language model" in output or "ForMaskedLM" in output
 
 
+_INFLIGHT = "maskserve_inflight_requests"
+_V1_PREDICT = 'route="/v1/models/{name}:predict"'
+
+
+def _arrived(samples: dict[str, float], idle: dict[str, float]) -> float:
+    """Predict requests that have reached the application since ``idle``: in flight or answered. Both change
+    in one step when a request finishes, so a reading never counts one twice."""
+
+    def answered(s: dict[str, float]) -> float:
+        return sum(v for k, v in s.items() if k.startswith("maskserve_requests_total{") and _V1_PREDICT in k)
+
+    # The /metrics request reading the gauge is in flight in both readings.
+    return samples[_INFLIGHT] - idle[_INFLIGHT] + answered(samples) - answered(idle)
+
+
 def test_sigterm_finishes_in_flight_requests_then_exits_0(bert_dir: Path) -> None:
     proc, base = _start(
         bert_dir,
@@ -53,35 +69,53 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(bert_dir: Path) -> Non
         "--grace_period=60",
         "--max_queue=4096",
     )
+    held: socket.socket | None = None
     try:
         wait_ready(proc, base)
+        idle = read_metrics(base)
         texts = [f"request {i} sentence with a [MASK] and " + "many more words " * 12 for i in range(256)]
-        results: list[tuple[int, float]] = []
+        results: list[int] = []
         errors: list[str] = []
 
         def send() -> None:
             try:
                 r = httpx.post(f"{base}/v1/models/bert:predict", json={"instances": texts}, timeout=120)
-                results.append((r.status_code, time.monotonic()))
+                results.append(r.status_code)
             except httpx.HTTPError as exc:
                 errors.append(repr(exc))
 
+        # One request is certainly still in flight when the signal comes, however fast the model is: its
+        # body is only complete after the signal.
+        body = json.dumps({"instances": ["the held request has a [MASK] ."]}).encode()
+        held = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])), timeout=HANG_S)
+        held.sendall(
+            b"POST /v1/models/bert:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
         threads = [threading.Thread(target=send) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.5)  # every request is read and queued
-        signalled = time.monotonic()
+        # Every request has been read (the held one up to its body) before the signal: a connection whose
+        # request the server has not started on is closed by a stopping server, not drained.
+        wait_until(
+            lambda: _arrived(read_metrics(base), idle) >= len(threads) + 1, "every request reached the server"
+        )
         proc.send_signal(signal.SIGTERM)
+        held.sendall(body[10:])
+        with held.makefile("rb") as answer:
+            status_line = answer.readline()
         for t in threads:
             t.join(120)
         code = proc.wait(60)
     finally:
+        if held is not None:
+            held.close()
         if proc.poll() is None:
             proc.kill()
     assert errors == []
-    assert [status for status, _ in results] == [200] * 8
-    # The test means something only if work was still in flight when the signal came.
-    assert any(done > signalled for _, done in results)
+    assert results == [200] * 8
+    assert status_line.startswith(b"HTTP/1.1 200 "), status_line
     assert code == 0
 
 

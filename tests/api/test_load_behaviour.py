@@ -17,6 +17,7 @@ from maskserve.core.engine import Engine
 from maskserve.core.loader import load_engine
 from maskserve.domain import Float32Array
 from support.engines import settings_for
+from support.waiting import HANG_S, set_within, until
 
 
 class GatedBackend:
@@ -36,7 +37,7 @@ class GatedBackend:
 
     def mask_logits(self, batch: EncodedBatch) -> Float32Array:
         self.started.set()
-        self.gate.wait(20)
+        self.gate.wait(HANG_S)
         self.batches.append(int(batch.input_ids.shape[0]))
         out: Float32Array = self.inner.mask_logits(batch)
         return out
@@ -57,7 +58,7 @@ async def gated(bert_dir: Path) -> AsyncIterator[tuple[Engine, GatedBackend, htt
 async def test_health_and_metadata_answer_while_the_model_is_busy(gated: Any) -> None:
     _, backend, client = gated
     busy = asyncio.ensure_future(client.post("/v1/models/bert:predict", json={"instances": ["a [MASK] ."]}))
-    await asyncio.to_thread(backend.started.wait, 10)
+    await set_within(backend.started, "the model started")
     for url in ("/v2/health/ready", "/v2/health/live", "/v1/models/bert", "/v2/models/bert"):
         assert (await client.get(url)).status_code == 200
     assert not busy.done()
@@ -68,12 +69,10 @@ async def test_health_and_metadata_answer_while_the_model_is_busy(gated: Any) ->
 async def test_a_full_queue_answers_429_with_retry_after(gated: Any) -> None:
     _, backend, client = gated
     first = asyncio.ensure_future(client.post("/", json={"inputs": "a [MASK] ."}))
-    await asyncio.to_thread(backend.started.wait, 10)
+    await set_within(backend.started, "the model started")
     queued = asyncio.ensure_future(client.post("/", json={"inputs": ["b [MASK] .", "c [MASK] ."]}))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if gated[0].batcher.queued == 2:
-            break
+    await until(lambda: gated[0].batcher.queued == 2 or queued.done(), "two inputs queued")
+    assert not queued.done()
     r = await client.post("/", json={"inputs": "d [MASK] ."})
     assert r.status_code == 429
     assert r.headers["retry-after"] == "1"
@@ -87,17 +86,13 @@ async def test_a_full_queue_answers_429_with_retry_after(gated: Any) -> None:
 async def test_work_of_a_client_that_left_is_not_computed(gated: Any) -> None:
     engine, backend, client = gated
     first = asyncio.ensure_future(client.post("/", json={"inputs": "a [MASK] ."}))
-    await asyncio.to_thread(backend.started.wait, 10)
+    await set_within(backend.started, "the model started")
     leaving = asyncio.ensure_future(client.post("/", json={"inputs": "b [MASK] ."}))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if engine.batcher.queued == 1:
-            break
+    await until(lambda: engine.batcher.queued == 1 or leaving.done(), "the second input queued")
+    assert not leaving.done()
     leaving.cancel()  # the client goes away; the ASGI transport reports a disconnect
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if engine.batcher.queued == 0 or engine.batcher.stats.dropped:
-            break
+    await until(leaving.done, "the departure reaches the server")
+    assert not first.done()  # the model is still busy with the first request
     backend.gate.set()
     assert (await first).status_code == 200
     await client.post("/", json={"inputs": "c [MASK] ."})

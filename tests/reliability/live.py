@@ -18,7 +18,7 @@ import pytest
 
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
-from support.servers import free_ports, server_env
+from support.servers import free_ports, read_metrics, server_env
 
 MODEL = "bert"
 READY_TIMEOUT_S = 90.0
@@ -32,9 +32,6 @@ GOOD_TEXT = "The capital of France is [MASK]."
 # What a server error looks like in the log: the text formatter writes "<time> ERROR <logger>", and a
 # traceback starts with this line whatever the formatter.
 _PROBLEM = re.compile(r"\bERROR\b|\bCRITICAL\b|Traceback \(most recent call last\)")
-# A sample line: the name, its labels (label values may hold braces: route="/v1/models/{name}:predict"),
-# and the value.
-_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*(?:\{.*\})?) (\S+)$")
 
 
 @dataclass
@@ -81,15 +78,7 @@ class LiveServer:
 
     def metrics(self) -> dict[str, float]:
         """Every sample of ``/metrics`` by its name and labels (``name`` or ``name{label="v"}``)."""
-        with self.client() as client:
-            response = client.get("/metrics")
-        assert response.status_code == 200, response.text
-        samples: dict[str, float] = {}
-        for line in response.text.splitlines():
-            match = _SAMPLE.match(line)
-            if match is not None and not line.startswith("#"):
-                samples[match.group(1)] = float(match.group(2))
-        return samples
+        return read_metrics(self.base, timeout=DEADLINE_S)
 
     def stop(self) -> int:
         """SIGTERM (the server drains and exits 0), then SIGKILL if it does not; the exit code."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -26,20 +25,20 @@ from reliability.live import (
     good_v1,
     grpc_request,
 )
+from support.waiting import HANG_S, poll, wait_until
 
 pytestmark = pytest.mark.e2e
 
-SERVER_FLAGS = ("--max_request_bytes=1048576",)
+# One input per batch on one thread: the abandoned work takes the model a long while (compared with what
+# the test does between seeing it queued and leaving), so it is still queued when its clients leave.
+SERVER_FLAGS = ("--max_request_bytes=1048576", "--max_batch_size=1", "--threads=1")
 INFLIGHT = "maskserve_inflight_requests"
 QUEUE = "maskserve_queue_inputs"
+V1_PREDICT = 'route="/v1/models/{name}:predict"'
 PREDICT_499 = 'maskserve_requests_total{protocol="v1",route="/v1/models/{name}:predict",status="499"}'
-SETTLE_S = 8.0
-# Enough work that most of it is still queued when the clients leave (after the first batch of 32): 6
-# requests of 128 distinct texts, under --max_queue (1024).
+# 6 requests of 128 distinct texts, under --max_queue (1024).
 ABANDONED = 6
 TEXTS_PER_REQUEST = 128
-HELD_OPEN_S = 1.0
-BATCHES = "maskserve_batch_size_count"
 
 
 def _texts(tag: int) -> list[str]:
@@ -59,21 +58,43 @@ def _connect(server: LiveServer) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.http_port), timeout=DEADLINE_S)
 
 
-def abandon_large_requests(server: LiveServer) -> None:
+def _predicts(samples: dict[str, float]) -> float:
+    """KServe V1 predict requests answered so far, whatever the status."""
+    return sum(v for k, v in samples.items() if k.startswith("maskserve_requests_total{") and V1_PREDICT in k)
+
+
+def queue_empty(server: LiveServer) -> None:
+    """Until the server has dealt with every queued input (computed or dropped it)."""
+    wait_until(lambda: server.metrics()[QUEUE] == 0, "the queue is empty")
+
+
+def abandon_large_requests(server: LiveServer) -> float:
     """Send whole requests with many inputs over raw sockets, then close without reading the answers, as
-    soon as the model has run one batch of them (so the rest is still queued)."""
-    batches = server.metrics()[BATCHES]
+    soon as all of them have reached the server and their inputs are queued. Once the server is done with
+    them: how many it recorded as closed by the client (499)."""
+    before = server.metrics()
+
+    def all_queued() -> bool:
+        now = server.metrics()
+        # In flight or answered: every request was read. Both change in one step when a request finishes.
+        arrived = now[INFLIGHT] - before[INFLIGHT] + _predicts(now) - _predicts(before)
+        return arrived >= ABANDONED and now[QUEUE] > 0
+
     sockets = []
-    for tag in range(ABANDONED):
-        body = json.dumps({"instances": _texts(tag)}).encode()
-        sock = _connect(server)
-        sock.sendall(_http_request(f"/v1/models/{MODEL}:predict", body))
-        sockets.append(sock)
-    deadline = time.monotonic() + DEADLINE_S
-    while server.metrics()[BATCHES] == batches and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for sock in sockets:
-        sock.close()
+    try:
+        for tag in range(ABANDONED):
+            body = json.dumps({"instances": _texts(tag)}).encode()
+            sock = _connect(server)
+            sockets.append(sock)
+            sock.sendall(_http_request(f"/v1/models/{MODEL}:predict", body))
+        wait_until(all_queued, "every abandoned request was read and its inputs queued")
+    finally:
+        for sock in sockets:
+            sock.close()
+    # Done with them: none in flight and nothing queued (the unfinished requests are still open and counted
+    # in both readings, so their 499s later are not counted here).
+    after = poll(server.metrics, lambda s: s[INFLIGHT] == before[INFLIGHT] and s[QUEUE] == 0)
+    return after.get(PREDICT_499, 0.0) - before.get(PREDICT_499, 0.0)
 
 
 def cancel_grpc_calls(server: LiveServer) -> None:
@@ -82,7 +103,12 @@ def cancel_grpc_calls(server: LiveServer) -> None:
         calls = [
             stub.ModelInfer.future(grpc_request(_texts(100 + tag)), timeout=DEADLINE_S) for tag in range(3)
         ]
-        time.sleep(0.05)
+        # The calls reach the server before they are cancelled: their inputs are queued (or, if the server
+        # was fast, they are already answered).
+        wait_until(
+            lambda: server.metrics()[QUEUE] > 0 or all(call.done() for call in calls),
+            "the gRPC calls reached the queue",
+        )
         for call in calls:
             call.cancel()
         for call in calls:
@@ -129,14 +155,16 @@ class Aftermath:
 
 
 def wait_settled(server: LiveServer, idle_inflight: float) -> tuple[dict[str, float], float]:
+    """The gauges once they are back at their idle values (or when a hang is certain: the tests then fail on
+    them); how long that took is reported, never judged."""
     started = time.monotonic()
-    while True:
-        samples = server.metrics()
-        if samples[INFLIGHT] == idle_inflight and samples[QUEUE] == 0:
-            return samples, time.monotonic() - started
-        if time.monotonic() - started > SETTLE_S:
-            return samples, time.monotonic() - started
-        time.sleep(0.25)
+    samples = poll(
+        server.metrics,
+        lambda s: s[INFLIGHT] == idle_inflight and s[QUEUE] == 0,
+        timeout=HANG_S,
+        every=0.05,
+    )
+    return samples, time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +177,11 @@ def aftermath(server: LiveServer) -> Aftermath:
     idle = before[INFLIGHT]
     held = start_unfinished_bodies(server)
     try:
-        time.sleep(0.3)
-        held.inflight = server.metrics()[INFLIGHT]
-        with ThreadPoolExecutor(1) as pool:
-            cancelled = pool.submit(cancel_grpc_calls, server)
-            abandon_large_requests(server)
-            cancelled.result(DEADLINE_S)
-        time.sleep(HELD_OPEN_S)
+        # Three of them have a complete head: they reach the application, which waits for their bodies.
+        held.inflight = poll(lambda: server.metrics()[INFLIGHT], lambda n: n >= idle + 3)
+        cancel_grpc_calls(server)
+        queue_empty(server)  # what is queued from here on is the abandoned requests' work
+        abandoned_499 = abandon_large_requests(server)
     finally:
         for sock in held.sockets:
             sock.close()
@@ -165,7 +191,7 @@ def aftermath(server: LiveServer) -> Aftermath:
         held_inflight=held.inflight,
         settled=settled,
         settle_seconds=seconds,
-        disconnects_recorded=settled.get(PREDICT_499, 0.0) - before.get(PREDICT_499, 0.0),
+        disconnects_recorded=abandoned_499,
         log_offset=log_offset,
     )
 

@@ -35,10 +35,13 @@ from reliability.live import DEADLINE_S, MODEL, NO_CACHE, LiveServer, grpc_reque
 pytestmark = pytest.mark.e2e
 
 SERVER_FLAGS = LIMIT_FLAGS
-WARMUP_S = 3.0
-DURATION_S = 10.0
-# Per worker thread and phase: the load stops at whichever of the time and the count comes first.
-MAX_REQUESTS = 2000
+# Requests per worker thread in each phase: a fixed amount of work, so that what the checks see does not
+# depend on how fast the machine is (about 10 s for both phases here). With the warm-up's seed, its 600
+# random picks include every case of the catalog.
+WARMUP_REQUESTS = 600
+LOAD_REQUESTS = 1000
+# Bounds a hang only: a worker still going after this long stops, and the load counts as not done.
+PHASE_LIMIT_S = 600.0
 # Resident memory may grow by at most this much between the end of the warm-up and the end of the load.
 # The warm-up has run every code path, so what remains is the response cache (a few KiB for these texts),
 # allocator fragmentation and thread-local arenas: a few MiB. A leak of one request body (up to 64 KiB
@@ -65,6 +68,7 @@ class Expected:
 
 @dataclass
 class Tally:
+    sent: int = 0
     good: int = 0
     bad: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
@@ -72,6 +76,7 @@ class Tally:
     seconds: float = 0.0
 
     def merge(self, other: Tally) -> None:
+        self.sent += other.sent
         self.good += other.good
         self.bad += other.bad
         self.statuses.update(other.statuses)
@@ -119,16 +124,24 @@ def reference_answers(server: LiveServer) -> list[Expected]:
     return expected
 
 
-# --- workers: each loops until the deadline or MAX_REQUESTS, recording instead of raising ---
-
-Worker = Callable[[LiveServer, list[Expected], float, random.Random], Tally]
+# --- workers: each makes its count of requests, recording instead of raising ---
 
 
-def _loop(deadline: float, step: Callable[[Tally], None]) -> Tally:
+@dataclass(frozen=True)
+class Phase:
+    requests: int  # per worker
+    deadline: float  # time.monotonic() past which a worker stops: only a hang reaches it
+
+
+Worker = Callable[[LiveServer, list[Expected], Phase, random.Random], Tally]
+
+
+def _loop(phase: Phase, step: Callable[[Tally], None]) -> Tally:
     tally = Tally()
-    for _ in range(MAX_REQUESTS):
-        if time.monotonic() >= deadline:
+    for _ in range(phase.requests):
+        if time.monotonic() >= phase.deadline:
             break
+        tally.sent += 1
         try:
             step(tally)
         except Exception as exc:  # a transport error is a finding too, not a crashed worker
@@ -144,7 +157,7 @@ def _check(tally: Tally, label: str, status: int, got: Any, want: Any) -> None:
         tally.failures.append(f"{label}: status {status}, got {got!r}, expected {want!r}")
 
 
-def hf_worker(server: LiveServer, expected: list[Expected], deadline: float, rng: random.Random) -> Tally:
+def hf_worker(server: LiveServer, expected: list[Expected], phase: Phase, rng: random.Random) -> Tally:
     with server.client() as client:
 
         def step(tally: Tally) -> None:
@@ -160,10 +173,10 @@ def hf_worker(server: LiveServer, expected: list[Expected], deadline: float, rng
             if isinstance(got, dict) and abs(got["score"] - item.score) > SCORE_TOLERANCE:
                 tally.failures.append(f"hf: score {got['score']} for {item.text!r}, expected {item.score}")
 
-        return _loop(deadline, step)
+        return _loop(phase, step)
 
 
-def v1_worker(server: LiveServer, expected: list[Expected], deadline: float, rng: random.Random) -> Tally:
+def v1_worker(server: LiveServer, expected: list[Expected], phase: Phase, rng: random.Random) -> Tally:
     with server.client() as client:
 
         def step(tally: Tally) -> None:
@@ -172,7 +185,7 @@ def v1_worker(server: LiveServer, expected: list[Expected], deadline: float, rng
             got = response.json().get("predictions") if response.status_code == 200 else response.text
             _check(tally, "v1", response.status_code, got, [i.v1 for i in items])
 
-        return _loop(deadline, step)
+        return _loop(phase, step)
 
 
 def _binary_v2(texts: list[str]) -> tuple[bytes, dict[str, str]]:
@@ -183,7 +196,7 @@ def _binary_v2(texts: list[str]) -> tuple[bytes, dict[str, str]]:
     return head + data, {"Inference-Header-Content-Length": str(len(head))}
 
 
-def v2_worker(server: LiveServer, expected: list[Expected], deadline: float, rng: random.Random) -> Tally:
+def v2_worker(server: LiveServer, expected: list[Expected], phase: Phase, rng: random.Random) -> Tally:
     with server.client() as client:
 
         def step(tally: Tally) -> None:
@@ -197,10 +210,10 @@ def v2_worker(server: LiveServer, expected: list[Expected], deadline: float, rng
             got = response.json()["outputs"][0]["data"] if response.status_code == 200 else response.text
             _check(tally, "v2", response.status_code, got, [i.v2 for i in items])
 
-        return _loop(deadline, step)
+        return _loop(phase, step)
 
 
-def grpc_worker(server: LiveServer, expected: list[Expected], deadline: float, rng: random.Random) -> Tally:
+def grpc_worker(server: LiveServer, expected: list[Expected], phase: Phase, rng: random.Random) -> Tally:
     with server.channel() as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
 
@@ -218,7 +231,7 @@ def grpc_worker(server: LiveServer, expected: list[Expected], deadline: float, r
                 got = [t.decode() for t in reply.outputs[0].contents.bytes_contents]
             _check(tally, "grpc", 200, got, [i.grpc for i in items])
 
-        return _loop(deadline, step)
+        return _loop(phase, step)
 
 
 def _split_elements(raw: bytes) -> list[bytes]:
@@ -230,9 +243,7 @@ def _split_elements(raw: bytes) -> list[bytes]:
     return out
 
 
-def bad_http_worker(
-    server: LiveServer, expected: list[Expected], deadline: float, rng: random.Random
-) -> Tally:
+def bad_http_worker(server: LiveServer, expected: list[Expected], phase: Phase, rng: random.Random) -> Tally:
     cases = [*HTTP_CASES, *RAW_CASES]
     with server.client() as client:
 
@@ -245,12 +256,10 @@ def bad_http_worker(
             else:
                 tally.failures.append(f"{case.id}: {answer.status} {answer.message[:200]}")
 
-        return _loop(deadline, step)
+        return _loop(phase, step)
 
 
-def bad_grpc_worker(
-    server: LiveServer, expected: list[Expected], deadline: float, rng: random.Random
-) -> Tally:
+def bad_grpc_worker(server: LiveServer, expected: list[Expected], phase: Phase, rng: random.Random) -> Tally:
     with server.channel() as channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
 
@@ -263,7 +272,7 @@ def bad_grpc_worker(
             else:
                 tally.failures.append(f"{case.id}: {answer.status} {answer.message[:200]}")
 
-        return _loop(deadline, step)
+        return _loop(phase, step)
 
 
 WORKERS: tuple[Worker, ...] = (
@@ -276,17 +285,19 @@ WORKERS: tuple[Worker, ...] = (
 )
 
 
-def run_load(server: LiveServer, expected: list[Expected], seconds: float, seed: int) -> Tally:
+def run_load(server: LiveServer, expected: list[Expected], requests: int, seed: int) -> Tally:
+    """Every worker at once, each making ``requests`` requests."""
     started = time.monotonic()
-    deadline = started + seconds
+    phase = Phase(requests, started + PHASE_LIMIT_S)
     total = Tally()
     with ThreadPoolExecutor(len(WORKERS)) as pool:
         futures = [
-            pool.submit(worker, server, expected, deadline, random.Random(seed * 100 + index))
+            pool.submit(worker, server, expected, phase, random.Random(seed * 100 + index))
             for index, worker in enumerate(WORKERS)
         ]
         for future in futures:
-            total.merge(future.result(timeout=seconds + 4 * DEADLINE_S))
+            # A request stuck past the limit still ends at its own deadline.
+            total.merge(future.result(timeout=PHASE_LIMIT_S + 4 * DEADLINE_S))
     total.seconds = time.monotonic() - started
     return total
 
@@ -315,8 +326,9 @@ def load(server: LiveServer) -> LoadReport:
     expected = reference_answers(server)
     log_offset = server.log_size()  # after loading: the readiness probe's 503s are ERROR lines
     errors_before = server_errors(server)
-    warmup = run_load(server, expected, WARMUP_S, seed=1)
+    warmup = run_load(server, expected, WARMUP_REQUESTS, seed=1)
     assert warmup.failures == []
+    assert warmup.sent == len(WORKERS) * WARMUP_REQUESTS
     rss_before = server.rss_kib()
     peak = rss_before
     stop = threading.Event()
@@ -329,7 +341,7 @@ def load(server: LiveServer) -> LoadReport:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        tally = run_load(server, expected, DURATION_S, seed=2)
+        tally = run_load(server, expected, LOAD_REQUESTS, seed=2)
     finally:
         stop.set()
         sampler.join(5)
@@ -346,9 +358,11 @@ def load(server: LiveServer) -> LoadReport:
 
 
 def test_the_load_was_real(load: LoadReport) -> None:
-    # Every worker got through a fair number of requests, so the checks below mean something.
+    # Every worker made all its requests, and a fair number of them were answered as expected, so the
+    # checks below mean something.
     tally = load.tally
     print(f"\nload: {tally.good} good, {tally.bad} bad requests in {tally.seconds:.1f} s: {tally.statuses}")
+    assert tally.sent == len(WORKERS) * LOAD_REQUESTS, f"stopped after {PHASE_LIMIT_S:.0f} s"
     assert load.tally.good >= 200
     assert load.tally.bad >= 50
     for label in ("hf 200", "v1 200", "v2 200", "grpc 200"):

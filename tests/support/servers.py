@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -13,6 +14,9 @@ import httpx
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+# A sample line of /metrics: the name, its labels (label values may hold braces:
+# route="/v1/models/{name}:predict"), and the value.
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*(?:\{.*\})?) (\S+)$")
 
 
 def free_ports(count: int) -> list[int]:
@@ -69,3 +73,15 @@ def wait_ready(
             proc.kill()
             pytest.fail(f"maskserve not ready in {timeout:.0f} s:\n{said()}")
         time.sleep(0.2)
+
+
+def read_metrics(base: str, *, timeout: float = 30.0) -> dict[str, float]:
+    """Every sample of ``/metrics`` by its name and labels (``name`` or ``name{label="v"}``)."""
+    response = httpx.get(f"{base}/metrics", timeout=timeout, trust_env=False)
+    assert response.status_code == 200, response.text
+    samples: dict[str, float] = {}
+    for line in response.text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is not None and not line.startswith("#"):
+            samples[match.group(1)] = float(match.group(2))
+    return samples
