@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from maskserve.domain import FillMaskParams
@@ -84,3 +86,16 @@ def test_a_long_top_k_is_not_echoed_whole() -> None:
     with pytest.raises(BadRequest, match="positive integer") as raised:
         parse_params({"top_k": "9" * 100_000})
     assert len(str(raised.value)) < 200
+
+
+def test_unknown_keys_are_refused_on_the_hf_api_and_logged_once_elsewhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with pytest.raises(BadRequest, match="unknown parameter 'topk'"):
+        parse_params({"topk": 3}, strict=True)
+    with caplog.at_level(logging.DEBUG, logger="maskserve"):
+        for _ in range(3):
+            assert parse_params({"x-unknown-extension-key": 1, "top_k": 2}) == FillMaskParams(top_k=2)
+    lines = [r for r in caplog.records if "x-unknown-extension-key" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].levelno == logging.DEBUG
