@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,22 @@ Backend = Literal["auto", "torch", "onnx", "huggingface"]
 Quantize = Literal["none", "int8"]
 Dtype = Literal["auto", "float32", "float16", "bfloat16", "float", "half"]
 Device = Literal["auto", "cpu", "cuda"]
+
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4}
+_UNITS.update(
+    {"kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "k": 1024, "m": 1024**2, "g": 1024**3}
+)
+
+
+def parse_bytes(text: str) -> int:
+    """``8GiB``, ``500MB``, ``1.5G`` or plain bytes."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"expected a size such as 8GiB, 500MB or 1000000 (bytes), got {text!r}")
+    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def _flag(description: str, *aliases: str, positional: bool = False) -> dict[str, Any]:
@@ -37,6 +54,31 @@ class Settings(BaseSettings):
     tokenizer_revision: str | None = Field(None, **_flag("Hub revision of the tokenizer"))
     cache_dir: str | None = Field(None, **_flag("where Hub downloads are cached (default: HF_HOME)"))
     trust_remote_code: bool = Field(False, **_flag("allow model code from the Hub repository"))
+
+    # Several models in one process (docs/repository.md). Without these, one model, as KServe runs it.
+    model_repository: str | None = Field(
+        None,
+        **_flag("folder of models, one per subfolder (written by save_pretrained), served by folder name"),
+    )
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        **_flag(
+            "NAME=URI: serve the model at URI as NAME (repeat for several; env: comma-separated)", "--model"
+        ),
+    )
+    hub_models: str | None = Field(
+        None,
+        **_flag("Hub ids that may be loaded on request, as globs: 'google-bert/*,FacebookAI/roberta-base'"),
+    )
+    max_models: int | None = Field(
+        None, ge=1, **_flag("most models loaded at once (least recently used unloaded)")
+    )
+    memory_budget: str | None = Field(
+        None, **_flag("most weight bytes loaded at once, e.g. 8GiB or 500MB (least recently used unloaded)")
+    )
+    enable_repository_api: bool = Field(
+        False, **_flag("serve /v2/repository/* (index, load, unload): loading is a privileged act")
+    )
 
     # Tokenization and outputs.
     max_length: int | None = Field(
@@ -135,6 +177,46 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", **_flag("log level"))
     log_format: Literal["text", "json"] = Field("text", **_flag("log line format"))
     log_requests: bool = Field(False, **_flag("include request bodies (the texts) in access log lines"))
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(m.strip() for m in value.split(",") if m.strip())
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for spec in value:
+            name, sep, uri = spec.partition("=")
+            if not sep or not uri.strip() or not _MODEL_NAME.fullmatch(name.strip()):
+                raise ValueError(
+                    f"--model takes NAME=URI with a name of letters, digits, '.', '_' or '-', got {spec!r}"
+                )
+        return value
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _check_budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_bytes(value)
+        return value
+
+    def model_specs(self) -> list[tuple[str, str]]:
+        """``--model NAME=URI`` as (name, uri) pairs."""
+        return [(n.strip(), u.strip()) for n, _, u in (spec.partition("=") for spec in self.models)]
+
+    @property
+    def several_models(self) -> bool:
+        """Serving a repository (or on-demand Hub ids) rather than KServe's one model."""
+        return bool(self.model_repository or self.models or self.hub_models)
+
+    def hub_patterns(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in (self.hub_models or "").split(",") if p.strip())
+
+    def memory_budget_bytes(self) -> int | None:
+        return parse_bytes(self.memory_budget) if self.memory_budget else None
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -78,3 +78,21 @@ class ModelLoadError(MaskserveError):
     """Raised at start-up: the model cannot be found, fetched or is not a masked LM."""
 
     status = 500
+
+
+class ModelNotFoundError(ModelLoadError):
+    """The model does not exist where it was looked for (or access to it was refused)."""
+
+    status = 404
+
+
+class NotAFillMaskModel(ModelLoadError):
+    """The model exists but cannot fill masks (no masked-LM head, no mask token)."""
+
+    status = 400
+
+
+class UpstreamError(ModelLoadError):
+    """Where the model comes from (the Hub, a bucket) failed or could not be reached."""
+
+    status = 502

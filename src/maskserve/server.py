@@ -8,7 +8,6 @@ import logging
 import signal
 import socket
 import sys
-import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +18,6 @@ from maskserve.logs import configure_logging
 
 if TYPE_CHECKING:
     from maskserve.core.engine import Engine
-    from maskserve.core.metrics import Metrics
-    from maskserve.core.slot import ModelSlot
 
 logger = logging.getLogger("maskserve")
 
@@ -55,31 +52,6 @@ def serve(settings: Settings) -> int:
     return asyncio.run(_serve(settings))
 
 
-def _load_in_background(
-    settings: Settings, metrics: Metrics, slot: ModelSlot, on_failure: Any
-) -> threading.Thread:
-    """Load on a daemon thread (a SIGTERM during a long download must not wait for it) and hand the result
-    to the event loop, which owns the slot."""
-    from maskserve.core.loader import load_engine
-
-    loop = asyncio.get_running_loop()
-
-    def load() -> None:
-        try:
-            engine = load_engine(settings, metrics)
-        except ModelLoadError as exc:
-            loop.call_soon_threadsafe(on_failure, str(exc))
-        except Exception as exc:
-            logger.exception("loading the model failed unexpectedly")
-            loop.call_soon_threadsafe(on_failure, f"{type(exc).__name__}: {exc}")
-        else:
-            loop.call_soon_threadsafe(slot.set_ready, engine)
-
-    thread = threading.Thread(target=load, name="maskserve-load", daemon=True)
-    thread.start()
-    return thread
-
-
 # The exit status of a server that cannot take its ports (uvicorn's own startup-failure status).
 EXIT_CANNOT_BIND = 3
 
@@ -112,16 +84,18 @@ async def _serve(settings: Settings) -> int:
     import uvicorn
 
     from maskserve.api.http.app import create_app
-    from maskserve.core.loader import estimate_load_seconds
     from maskserve.core.metrics import Metrics
-    from maskserve.core.slot import ModelSlot
+    from maskserve.core.repository import build_registry, load_at_start
+    from maskserve.core.slot import ModelState
 
     metrics = Metrics(settings.model_name)
-    model_id = settings.model or settings.model_id
-    slot = ModelSlot(settings.model_name, model_id, expected_load_s=estimate_load_seconds(settings))
-    slot.add_listener(lambda state: metrics.set_model_state(state.value))
+    try:
+        registry = build_registry(settings, metrics)
+    except (ValueError, ModelLoadError) as exc:
+        logger.error("%s", exc)
+        return 2
     config = uvicorn.Config(
-        create_app(slot, settings, metrics),
+        create_app(registry, settings, metrics),
         host=settings.host,
         port=settings.http_port,
         log_level=settings.log_level,
@@ -131,17 +105,20 @@ async def _serve(settings: Settings) -> int:
     )
     exit_code = 0
 
-    def stopping() -> None:
-        slot.set_stopping()
+    http = _graceful_server(config, registry.set_stopping)
 
-    http = _graceful_server(config, stopping)
+    if not settings.several_models:
+        # KServe's one model: a model that cannot load ends the process (exit 1), as KServe's server does.
+        (only,) = registry.slots
 
-    def failed(reason: str) -> None:
-        nonlocal exit_code
-        logger.error("cannot serve the model: %s", reason)
-        slot.set_failed(reason)
-        exit_code = 1
-        http.should_exit = True
+        def on_state(state: ModelState) -> None:
+            nonlocal exit_code
+            if state is ModelState.FAILED:
+                logger.error("cannot serve the model: %s", only.error)
+                exit_code = 1
+                http.should_exit = True
+
+        only.add_listener(on_state)
 
     try:
         http_socket = _bind_http(settings.host, settings.http_port)
@@ -154,13 +131,14 @@ async def _serve(settings: Settings) -> int:
 
         try:
             grpc_server, _ = await start_grpc_server(
-                slot,
+                registry,
                 host=settings.host,
                 port=settings.grpc_port,
                 max_send_message_length=settings.grpc_max_send_message_length,
                 max_receive_message_length=settings.grpc_max_receive_message_length,
                 api_keys=settings.api_keys(),
                 protect_health=settings.protect_health,
+                max_wait_for_model_s=settings.max_wait_for_model_s,
             )
         except RuntimeError:  # grpc says only "Failed to bind to address ..."
             http_socket.close()
@@ -172,15 +150,15 @@ async def _serve(settings: Settings) -> int:
                 "the port is in use or not allowed",
                 " or turn gRPC off with --enable_grpc false",
             )
-    _load_in_background(settings, metrics, slot, failed)
+    loading = asyncio.ensure_future(load_at_start(registry))
     try:
         await http.serve(sockets=[http_socket])
     finally:
-        slot.set_stopping()
+        registry.set_stopping()
+        loading.cancel()
         if grpc_server is not None:
             await grpc_server.stop(settings.grace_period)
-        if slot.engine is not None:
-            await slot.engine.aclose()
+        await registry.aclose()
     return exit_code
 
 

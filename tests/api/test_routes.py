@@ -30,7 +30,7 @@ async def test_v1_model_routes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/models/bert")).json() == {"name": "bert", "ready": True}
     r = await client.get("/v1/models/other")
     assert r.status_code == 404
-    assert r.json() == {"error": "Model with name other does not exist."}
+    assert r.json() == {"error": "Model with name other does not exist. Models served here: bert."}
 
 
 async def test_v1_with_parameters_returns_candidates(client: httpx.AsyncClient) -> None:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 # the test does between seeing it queued and leaving), so it is still queued when its clients leave.
 SERVER_FLAGS = ("--max_request_bytes=1048576", "--max_batch_size=1", "--threads=1")
 INFLIGHT = "maskserve_inflight_requests"
-QUEUE = "maskserve_queue_inputs"
+QUEUE = f'maskserve_queue_inputs{{model_name="{MODEL}"}}'
 V1_PREDICT = 'route="/v1/models/{name}:predict"'
 PREDICT_499 = 'maskserve_requests_total{protocol="v1",route="/v1/models/{name}:predict",status="499"}'
 # 6 requests of 128 distinct texts, under --max_queue (1024).

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
@@ -31,7 +32,7 @@ from maskserve.domain import (
     ModelInfo,
     OutputMode,
 )
-from maskserve.errors import BadRequest, RequestTimeout
+from maskserve.errors import BadRequest, ModelNotReady, RequestTimeout
 
 if TYPE_CHECKING:
     from maskserve.core.metrics import Metrics
@@ -75,8 +76,16 @@ class Engine:
         cache: ResponseCache | None = None,
         metrics: Metrics | None = None,
         workers: int = 1,
+        weight_bytes: int = 0,
     ) -> None:
         self.info = info
+        self.weight_bytes = weight_bytes
+        # Requests inside the engine now, and when the last one arrived: a model with requests in flight
+        # is never unloaded, and the least recently used idle one goes first when room is needed.
+        self.active = 0
+        self.last_used = time.monotonic()
+        self.closed = False
+        self._drained: asyncio.Event | None = None
         self.encoder = encoder
         self.backend = backend
         self.output_mode = output_mode
@@ -217,6 +226,27 @@ class Engine:
                 self.cache.put(keys[i], value)
         return [value for value in found if value is not None]
 
+    @contextlib.asynccontextmanager
+    async def _in_flight(self) -> AsyncIterator[None]:
+        if self.closed:
+            raise ModelNotReady(f"Model {self.info.name} was unloaded; load it again or retry", retry_after=1)
+        self.active += 1
+        self.last_used = time.monotonic()
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if self.active == 0 and self._drained is not None:
+                self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no request is inside the engine (unloading waits for this)."""
+        while self.active:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            await self._drained.wait()
+
     async def fill_mask(
         self,
         texts: Sequence[str],
@@ -225,6 +255,17 @@ class Engine:
         use_cache: bool = True,
         outcome: RequestOutcome | None = None,
         answer_limit: AnswerLimit | None = None,
+    ) -> list[InputPredictions]:
+        async with self._in_flight():
+            return await self._fill_mask(texts, params, use_cache, outcome, answer_limit)
+
+    async def _fill_mask(
+        self,
+        texts: Sequence[str],
+        params: FillMaskParams,
+        use_cache: bool,
+        outcome: RequestOutcome | None,
+        answer_limit: AnswerLimit | None,
     ) -> list[InputPredictions]:
         """Top-k candidates per mask per input, equal to ``pipeline("fill-mask")``. ``outcome`` receives
         the cache's part and the warnings; ``answer_limit`` replaces the HTTP one (gRPC has its own)."""
@@ -276,6 +317,16 @@ class Engine:
         answer_limit: AnswerLimit | None = None,
     ) -> list[KServeValue]:
         """KServe's per-input output in the server's output mode (top-1 text, probabilities or logits)."""
+        async with self._in_flight():
+            return await self._kserve_values(texts, use_cache, outcome, answer_limit)
+
+    async def _kserve_values(
+        self,
+        texts: Sequence[str],
+        use_cache: bool,
+        outcome: RequestOutcome | None,
+        answer_limit: AnswerLimit | None,
+    ) -> list[KServeValue]:
         masks = self.validate(texts, FillMaskParams())
         mode = self.output_mode
         if mode is not OutputMode.TOP1:  # a number per vocabulary entry per mask: megabytes per input
@@ -299,5 +350,6 @@ class Engine:
         return await self._cached(texts, lambda t: ("kserve", t), compute, cacheable, outcome)
 
     async def aclose(self) -> None:
+        self.closed = True
         await self.batcher.close()
         self._cpu.shutdown(wait=True)

@@ -17,7 +17,7 @@ from maskserve.core.decoding import DecodeLimits
 from maskserve.core.engine import Engine, RequestPolicy
 from maskserve.core.tokenize import TextEncoder, load_tokenizer
 from maskserve.domain import ModelInfo
-from maskserve.errors import ModelLoadError
+from maskserve.errors import ModelLoadError, NotAFillMaskModel
 from maskserve.storage import parse_hub_ref, resolve_model_source
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ _PRETRAINING_WITH_MLM = frozenset(
 def read_config(path: Path, model: str) -> dict[str, Any]:
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ModelLoadError(f"{model}: no config.json in {path}; is this a Hugging Face model directory?")
+        raise NotAFillMaskModel(f"{model}: no config.json in {path}; is this a Hugging Face model directory?")
     try:
         data: dict[str, Any] = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -79,7 +79,7 @@ def check_masked_lm(config: dict[str, Any], model: str) -> str:
     if not architectures and model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
         return str(MODEL_FOR_MASKED_LM_MAPPING_NAMES[model_type])
     found = ", ".join(architectures) or f"model_type {model_type!r}"
-    raise ModelLoadError(
+    raise NotAFillMaskModel(
         f"{model} is not a masked language model ({found}); maskserve serves fill-mask models "
         "such as BertForMaskedLM, RobertaForMaskedLM or XLMRobertaForMaskedLM."
     )
@@ -138,7 +138,7 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
     except Exception as exc:
         raise ModelLoadError(f"{source}: cannot load its tokenizer: {exc}") from exc
     if tokenizer.mask_token_id is None:
-        raise ModelLoadError(f"{source}: its tokenizer defines no mask token, so it cannot fill masks")
+        raise NotAFillMaskModel(f"{source}: its tokenizer defines no mask token, so it cannot fill masks")
     max_length = max_input_length(
         config, getattr(tokenizer, "model_max_length", None), settings.max_length, source
     )
@@ -184,9 +184,22 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
         limits,
         policy=policy,
         cache=ResponseCache(settings.cache_size, settings.cache_max_bytes),
-        metrics=metrics,
+        # One registry for every model of the process, each model's series under its own name.
+        metrics=metrics.for_model(info.name) if metrics is not None else None,
         workers=settings.model_workers,
+        weight_bytes=weight_bytes(path),
     )
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
+
+
+def weight_bytes(path: Path) -> int:
+    """Bytes of a model folder's weight files: what a loaded model holds in memory, about (float32 on the
+    CPU; ONNX Runtime's session holds a copy of its own graph, int8 less). The memory budget counts these."""
+    if not path.is_dir():
+        return 0
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES))
 
 
 def worker_threads(settings: Settings) -> int:

@@ -11,6 +11,7 @@ they keep those names. Everything else is prefixed ``maskserve_``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Final, Literal, get_args
 
@@ -26,10 +27,11 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 
 Stage = Literal["preprocess", "predict", "postprocess"]
-ModelState = Literal["loading", "ready", "failed", "stopping"]
+ModelState = Literal["unavailable", "loading", "ready", "failed", "stopping", "unloading"]
 MODEL_STATES: Final[tuple[ModelState, ...]] = get_args(ModelState)
 
 # Tokenising a few texts takes well under a millisecond; a large batch on a CPU can take seconds.
+LOAD_BUCKETS: Final = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 LATENCY_BUCKETS: Final = (
     0.0005,
     0.001,
@@ -60,6 +62,8 @@ class Metrics:
     """
 
     def __init__(self, model_name: str, registry: CollectorRegistry | None = None) -> None:
+        """``model_name`` labels the per-model series this object records; ``for_model`` gives the same
+        collectors under another model's name (one registry, one /metrics, for every served model)."""
         if registry is None:
             registry = CollectorRegistry(auto_describe=True)
             # The global registry carries these by default; a private one has to ask for them.
@@ -90,48 +94,104 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        model = ["model_name"]
         self._queue_wait = Histogram(
             "maskserve_queue_wait_seconds",
             "time an input waited in the batching queue before its batch ran",
+            model,
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self._batch_size = Histogram(
             "maskserve_batch_size",
             "inputs per model batch",
+            model,
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
         self._padded_tokens = Histogram(
             "maskserve_batch_padded_tokens",
             "token positions in a padded model batch (rows times the longest row)",
+            model,
             buckets=PADDED_TOKEN_BUCKETS,
             registry=registry,
         )
         self._cache_hits = Counter(
-            "maskserve_cache_hits_total", "inputs answered from the result cache", registry=registry
+            "maskserve_cache_hits_total", "inputs answered from the result cache", model, registry=registry
         )
         self._cache_misses = Counter(
-            "maskserve_cache_misses_total", "inputs the result cache could not answer", registry=registry
+            "maskserve_cache_misses_total",
+            "inputs the result cache could not answer",
+            model,
+            registry=registry,
         )
         self._model_state = Gauge(
             "maskserve_model_state",
             "1 for the model's current state, 0 for the others",
-            ["state"],
+            ["model_name", "state"],
             registry=registry,
         )
         self._queue_inputs = Gauge(
-            "maskserve_queue_inputs", "inputs waiting in the batching queue", registry=registry
+            "maskserve_queue_inputs", "inputs waiting in the batching queue", model, registry=registry
         )
         self._inflight = Gauge(
             "maskserve_inflight_requests", "HTTP requests being handled", registry=registry
         )
+        self._loads = Counter(
+            "maskserve_model_loads_total",
+            "model loads, by outcome (loaded, failed)",
+            ["model_name", "outcome"],
+            registry=registry,
+        )
+        self._load_seconds = Histogram(
+            "maskserve_model_load_seconds",
+            "time to fetch and load a model",
+            model,
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self._unloads = Counter(
+            "maskserve_model_unloads_total",
+            "models unloaded (by request or to make room)",
+            model,
+            registry=registry,
+        )
+        self._loaded = Gauge("maskserve_models_loaded", "models loaded and serving", registry=registry)
+        self._weight_bytes = Gauge(
+            "maskserve_model_weight_bytes",
+            "bytes of a loaded model's weights (0 when not loaded)",
+            model,
+            registry=registry,
+        )
+        self._init_series(model_name)
+
+    def _init_series(self, model_name: str) -> None:
         # Series exist from the start, so that rate() and absent() queries see zeros rather than nothing.
         for histogram in self._stages.values():
             histogram.labels(model_name=model_name)
         # No state is 1 until one is set: the owner knows whether the model is loading or already loaded.
         for state in MODEL_STATES:
-            self._model_state.labels(state=state).set(0)
+            self._model_state.labels(model_name=model_name, state=state).set(0)
+
+    def for_model(self, model_name: str) -> Metrics:
+        """The same collectors, recording under ``model_name``."""
+        view = copy.copy(self)
+        view.model_name = model_name
+        view._init_series(model_name)
+        return view
+
+    def observe_load(self, seconds: float, ok: bool) -> None:
+        self._loads.labels(model_name=self.model_name, outcome="loaded" if ok else "failed").inc()
+        if ok:
+            self._load_seconds.labels(model_name=self.model_name).observe(seconds)
+
+    def observe_unload(self) -> None:
+        self._unloads.labels(model_name=self.model_name).inc()
+
+    def set_loaded(self, models: int, weight_bytes: int) -> None:
+        """How many models serve now, and this model's weight bytes (0 once it is unloaded)."""
+        self._loaded.set(models)
+        self._weight_bytes.labels(model_name=self.model_name).set(weight_bytes)
 
     def observe_stage(self, stage: Stage, seconds: float) -> None:
         """Latency of one stage of a request, in KServe's histograms."""
@@ -144,23 +204,25 @@ class Metrics:
 
     def observe_batch(self, size: int, padded_tokens: int, queue_waits_s: Sequence[float]) -> None:
         """One model batch: its inputs, its padded size in tokens, and how long each input queued."""
-        self._batch_size.observe(size)
-        self._padded_tokens.observe(padded_tokens)
+        model = self.model_name
+        self._batch_size.labels(model_name=model).observe(size)
+        self._padded_tokens.labels(model_name=model).observe(padded_tokens)
+        queue_wait = self._queue_wait.labels(model_name=model)
         for wait in queue_waits_s:
-            self._queue_wait.observe(wait)
+            queue_wait.observe(wait)
 
     def observe_cache(self, hits: int, misses: int) -> None:
-        self._cache_hits.inc(hits)
-        self._cache_misses.inc(misses)
+        self._cache_hits.labels(model_name=self.model_name).inc(hits)
+        self._cache_misses.labels(model_name=self.model_name).inc(misses)
 
     def set_model_state(self, state: ModelState) -> None:
         if state not in MODEL_STATES:
             raise ValueError(f"unknown model state {state!r}; expected one of {', '.join(MODEL_STATES)}")
         for each in MODEL_STATES:
-            self._model_state.labels(state=each).set(1 if each == state else 0)
+            self._model_state.labels(model_name=self.model_name, state=each).set(1 if each == state else 0)
 
     def set_queue_depth(self, inputs: int) -> None:
-        self._queue_inputs.set(inputs)
+        self._queue_inputs.labels(model_name=self.model_name).set(inputs)
 
     def request_started(self) -> None:
         self._inflight.inc()

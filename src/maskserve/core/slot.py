@@ -1,4 +1,5 @@
-"""The served model's life: loading, ready, failed or stopping, and the engine once there is one.
+"""One served model's life: unavailable, loading, ready, failed, unloading or stopping, and the engine once
+there is one.
 
 The servers listen before the model has loaded (so liveness answers at once and Kubernetes does not kill a
 pod that is downloading weights); every route asks the slot for the engine and gets either the engine or a
@@ -17,10 +18,14 @@ from maskserve.errors import ModelNotReady, NotFound
 
 
 class ModelState(enum.Enum):
+    # Known (in the repository, or an allowed Hub id) but not loaded: loads on request.
+    UNAVAILABLE = "unavailable"
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
     STOPPING = "stopping"
+    # Taking no new requests; unloaded once those in flight are done.
+    UNLOADING = "unloading"
 
 
 class ModelSlot:
@@ -30,13 +35,21 @@ class ModelSlot:
         model_id: str | None = None,
         *,
         expected_load_s: float = 30.0,
+        source: str | None = None,
+        state: ModelState = ModelState.LOADING,
     ) -> None:
         self.name = name
         self.model_id = model_id
         self.expected_load_s = expected_load_s
-        self.state = ModelState.LOADING
+        # Where the model comes from (a folder, a Hub id, any URI that `maskserve download` takes).
+        self.source = source
+        self.state = state
         self.engine: Engine | None = None
         self.error: str | None = None
+        # The status a failed load answers with (404 not found, 422 not a fill-mask model, 502 Hub down),
+        # and when it failed: a later request may try again once the back-off has passed.
+        self.error_status = 503
+        self.failed_at: float | None = None
         self._started = time.monotonic()
         self._changed: asyncio.Event | None = None
         self._listeners: list[Callable[[ModelState], None]] = []
@@ -68,9 +81,25 @@ class ModelSlot:
         self.name = engine.info.name
         self._set(ModelState.READY)
 
-    def set_failed(self, reason: str) -> None:
+    def set_failed(self, reason: str, status: int = 503) -> None:
         self.error = reason
+        self.error_status = status
+        self.failed_at = time.monotonic()
         self._set(ModelState.FAILED)
+
+    def set_loading(self, expected_load_s: float | None = None) -> None:
+        if expected_load_s is not None:
+            self.expected_load_s = expected_load_s
+        self._started = time.monotonic()
+        self.error = None
+        self._set(ModelState.LOADING)
+
+    def set_unloading(self) -> None:
+        self._set(ModelState.UNLOADING)
+
+    def set_unavailable(self) -> None:
+        self.engine = None
+        self._set(ModelState.UNAVAILABLE)
 
     def set_stopping(self) -> None:
         """Not ready any more (probes turn away new traffic) while in-flight requests still finish."""
@@ -98,6 +127,14 @@ class ModelSlot:
             return ModelNotReady(message, estimated_time=wait, retry_after=max(1, round(wait)))
         if self.state is ModelState.FAILED:
             return ModelNotReady(f"Model {self.name} failed to load: {self.error}")
+        if self.state is ModelState.UNAVAILABLE:
+            return ModelNotReady(
+                f"Model {self.name} is not loaded; it loads on request (or through the repository API)",
+                estimated_time=self.expected_load_s,
+                retry_after=max(1, round(self.expected_load_s)),
+            )
+        if self.state is ModelState.UNLOADING:
+            return ModelNotReady(f"Model {self.name} is being unloaded.")
         return ModelNotReady(f"Model with name {self.name} is not ready: the server is shutting down.")
 
     def require_ready(self) -> None:

@@ -107,3 +107,16 @@ class Live(BaseModel):
 
 class Ready(BaseModel):
     ready: bool
+
+
+class RepositoryModel(BaseModel):
+    name: str
+    version: str = ""
+    state: Literal["UNAVAILABLE", "LOADING", "READY", "UNLOADING"]
+    reason: str = ""
+
+
+class RepositoryAction(BaseModel):
+    name: str
+    load: bool | None = None
+    unload: bool | None = None

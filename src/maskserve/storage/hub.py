@@ -17,7 +17,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]  # public, lazily exported
 
-from maskserve.errors import ModelLoadError
+from maskserve.errors import ModelLoadError, ModelNotFoundError, UpstreamError
 
 __all__ = ["HubRef", "parse_hub_ref", "snapshot"]
 
@@ -145,25 +145,25 @@ def _hub_error(exc: Exception, repo_id: str, revision: str | None, hub: str) -> 
     if isinstance(exc, ModelLoadError):
         return exc
     if isinstance(exc, RevisionNotFoundError):
-        return ModelLoadError(
+        return ModelNotFoundError(
             f"revision {revision or 'main'!r} of model {repo_id!r} was not found on the Hugging Face Hub "
             f"at {hub}"
         )
     status = exc.response.status_code if isinstance(exc, HfHubHTTPError) else None
     if isinstance(exc, RepositoryNotFoundError) or status in (401, 403):
-        return ModelLoadError(
+        return ModelNotFoundError(
             f"model {repo_id!r} was not found on the Hugging Face Hub at {hub}, or access to it was refused"
             f"{f' (HTTP {status})' if status else ''}; check the model id, and for a private or gated model "
             "set HF_TOKEN to a token that may read it"
         )
     if status is not None:
-        return ModelLoadError(f"the Hugging Face Hub at {hub} answered HTTP {status} for {repo_id!r}: {exc}")
+        return UpstreamError(f"the Hugging Face Hub at {hub} answered HTTP {status} for {repo_id!r}: {exc}")
     if isinstance(exc, LocalEntryNotFoundError) or _is_network_error(exc):
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         reason = "offline mode is on (HF_HUB_OFFLINE)" if constants.is_offline_mode() else detail
-        return ModelLoadError(
+        return UpstreamError(
             f"cannot reach the Hugging Face Hub at {hub} to fetch model {repo_id!r} and no complete cached "
             f"copy was found ({reason}); point the server at a local model directory, or pre-download the "
             "model into the cache and run with HF_HUB_OFFLINE=1"
         )
-    return ModelLoadError(f"could not fetch model {repo_id!r} from the Hugging Face Hub at {hub}: {exc}")
+    return UpstreamError(f"could not fetch model {repo_id!r} from the Hugging Face Hub at {hub}: {exc}")

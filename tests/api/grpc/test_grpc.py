@@ -122,7 +122,7 @@ async def test_model_ready(served: Served) -> None:
         served.stub.ModelReady(pb.ModelReadyRequest(name="other"), timeout=DEADLINE),
         grpc.StatusCode.NOT_FOUND,
     )
-    assert err.details() == "Model with name other does not exist."
+    assert err.details() == "Model with name other does not exist. Models served here: bert."
 
 
 async def test_server_metadata(served: Served) -> None:
@@ -240,7 +240,7 @@ async def test_unknown_model_is_not_found(served: Served) -> None:
         served.stub.ModelInfer(text_request(GUIDE_TEXTS, model="other"), timeout=DEADLINE),
         grpc.StatusCode.NOT_FOUND,
     )
-    assert err.details() == "Model with name other does not exist."
+    assert err.details() == "Model with name other does not exist. Models served here: bert."
     await assert_still_serves(served)
 
 

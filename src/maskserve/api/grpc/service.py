@@ -26,6 +26,7 @@ from maskserve.api.grpc.auth import ApiKeyInterceptor
 from maskserve.core import dataplane
 from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.engine import Engine
+from maskserve.core.registry import ModelRegistry, as_registry
 from maskserve.core.slot import ModelSlot, ModelState
 from maskserve.errors import MaskserveError, NotFound
 from maskserve.protocols import v2
@@ -100,30 +101,41 @@ def _status_mapped(
 
 
 class InferenceServicer:
-    """``inference.GRPCInferenceService`` over one engine (the generated code registers it by method name)."""
+    """``inference.GRPCInferenceService`` over the served models (the generated code registers it by method
+    name)."""
 
     def __init__(
         self,
-        slot: ModelSlot,
+        registry: ModelRegistry,
         *,
         extensions: list[str] | None = None,
         max_send_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
+        max_wait_for_model_s: float = 0.0,
     ) -> None:
-        self.slot = slot
+        self.registry = registry
         self.extensions = list(extensions or [])
+        self.max_wait_for_model_s = max_wait_for_model_s
         # An answer over the message limit is refused before it is computed, naming the flag.
         self.answer_limit = AnswerLimit(
             max_send_message_length, "--grpc_max_send_message_length", json_in_json=False
         )
 
-    def _check(self, name: str, version: str) -> None:
-        self.slot.check_name(name)
+    def _check(self, name: str, version: str) -> ModelSlot:
+        slot = self.registry.get(name)
         if version:
-            raise NotFound(f"Model {name} has no version {version}: maskserve serves one unversioned model")
+            raise NotFound(f"Model {name} has no version {version}: maskserve serves unversioned models")
+        return slot
 
-    def _engine_for(self, name: str, version: str = "") -> Engine:
-        self._check(name, version)
-        return self.slot.engine_or_raise()
+    async def _engine_for(self, name: str, version: str = "") -> Engine:
+        """As V2 over REST: a model that is not loaded loads and the call waits (--max_wait_for_model_s);
+        one still loading since start-up answers UNAVAILABLE at once."""
+        slot = self._check(name, version)
+        registry = self.registry
+        if slot.state is ModelState.LOADING and slot.name in registry.start_names:
+            return registry.engine_or_raise(slot, start=False)
+        if slot.engine is not None and slot.state in (ModelState.READY, ModelState.STOPPING):
+            return slot.engine_or_raise()
+        return await registry.wait_loaded(slot, self.max_wait_for_model_s)
 
     @_status_mapped
     async def ServerLive(  # noqa: N802 (the protocol's method name)
@@ -135,14 +147,14 @@ class InferenceServicer:
     async def ServerReady(  # noqa: N802 (the protocol's method name)
         self, request: pb.ServerReadyRequest, context: Context
     ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.slot.ready)
+        return pb.ServerReadyResponse(ready=self.registry.ready)
 
     @_status_mapped
     async def ModelReady(  # noqa: N802 (the protocol's method name)
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
-        self._check(request.name, request.version)
-        return pb.ModelReadyResponse(ready=self.slot.ready)
+        slot = self._check(request.name, request.version)
+        return pb.ModelReadyResponse(ready=slot.ready)
 
     @_status_mapped
     async def ServerMetadata(  # noqa: N802 (the protocol's method name)
@@ -154,14 +166,14 @@ class InferenceServicer:
     async def ModelMetadata(  # noqa: N802 (the protocol's method name)
         self, request: pb.ModelMetadataRequest, context: Context
     ) -> pb.ModelMetadataResponse:
-        engine = self._engine_for(request.name, request.version)
+        engine = self._check(request.name, request.version).engine_or_raise()
         return convert.model_metadata_to_proto(v2.model_metadata(engine.info))
 
     @_status_mapped
     async def ModelInfer(  # noqa: N802 (the protocol's method name)
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        engine = self._engine_for(request.model_name, request.model_version)
+        engine = await self._engine_for(request.model_name, request.model_version)
         parsed = convert.infer_request_from_proto(request)
         response = await dataplane.v2_infer(engine, parsed, answer_limit=self.answer_limit)
         return convert.infer_response_to_proto(response, raw=bool(request.raw_input_contents))
@@ -179,26 +191,24 @@ def _address(host: str, port: int) -> str:
     return f"{host}:{port}"
 
 
-def _follow_slot(slot: ModelSlot, health: Any) -> None:
-    """Keep the standard health service in step with the model: SERVING only while it is ready."""
+def _follow_registry(registry: ModelRegistry, health: Any) -> None:
+    """Keep the standard health service in step with the server's readiness: SERVING only while ready."""
     pending: set[asyncio.Task[None]] = set()
 
-    def on_state(state: ModelState) -> None:
+    def on_ready(ready: bool) -> None:
         status = (
-            _health_pb2.HealthCheckResponse.SERVING
-            if state is ModelState.READY
-            else _health_pb2.HealthCheckResponse.NOT_SERVING
+            _health_pb2.HealthCheckResponse.SERVING if ready else _health_pb2.HealthCheckResponse.NOT_SERVING
         )
         for service in ("", SERVICE_NAME):
             task = asyncio.get_running_loop().create_task(health.set(service, status))
             pending.add(task)  # the loop holds tasks weakly
             task.add_done_callback(pending.discard)
 
-    slot.add_listener(on_state)
+    registry.add_listener(on_ready)
 
 
 async def start_grpc_server(
-    target: Engine | ModelSlot,
+    target: Engine | ModelSlot | ModelRegistry,
     *,
     host: str,
     port: int,
@@ -206,13 +216,14 @@ async def start_grpc_server(
     max_receive_message_length: int = DEFAULT_MAX_MESSAGE_LENGTH,
     api_keys: frozenset[str] = frozenset(),
     protect_health: bool = False,
+    max_wait_for_model_s: float = 0.0,
 ) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC server in the running event loop; returns it and the bound port (port 0: ephemeral).
 
     Stop it with ``await server.stop(grace)``. Binding fails loudly (RuntimeError) when the port is taken:
     SO_REUSEPORT, on by default in grpc, is switched off so two servers never share a port silently.
     """
-    slot = target if isinstance(target, ModelSlot) else ModelSlot.ready_with(target)
+    registry = as_registry(target)
     interceptors = [ApiKeyInterceptor(api_keys, protect_health=protect_health)] if api_keys else []
     server = grpc.aio.server(
         interceptors=interceptors,
@@ -222,9 +233,12 @@ async def start_grpc_server(
             ("grpc.so_reuseport", 0),
         ],
     )
-    _add_inference_servicer(InferenceServicer(slot, max_send_message_length=max_send_message_length), server)
+    servicer = InferenceServicer(
+        registry, max_send_message_length=max_send_message_length, max_wait_for_model_s=max_wait_for_model_s
+    )
+    _add_inference_servicer(servicer, server)
     health = _health.aio.HealthServicer()
-    _follow_slot(slot, health)
+    _follow_registry(registry, health)
     _health_pb2_grpc.add_HealthServicer_to_server(health, server)
     bound = server.add_insecure_port(_address(host, port))
     await server.start()

@@ -12,26 +12,31 @@ from maskserve.api.http.errors import install_error_handlers
 from maskserve.api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from maskserve.api.http.openapi import install_openapi
 from maskserve.api.http.responses import JSONResponse
-from maskserve.api.http.routes import hf, v1, v2
+from maskserve.api.http.routes import hf, repository, v1, v2
 from maskserve.config import Settings
 from maskserve.core.engine import Engine
 from maskserve.core.metrics import Metrics
+from maskserve.core.registry import ModelRegistry, as_registry
 from maskserve.core.slot import ModelSlot
 
 
 def create_app(
-    target: Engine | ModelSlot, settings: Settings | None = None, metrics: Metrics | None = None
+    target: Engine | ModelSlot | ModelRegistry,
+    settings: Settings | None = None,
+    metrics: Metrics | None = None,
 ) -> FastAPI:
-    """``target``: a loaded engine, or the slot the server fills once loading in the background is done.
+    """``target``: the models to serve: a registry, or one model (a loaded engine, or the slot the server
+    fills once loading in the background is done).
 
     ``settings`` supplies the HTTP limits and keys (defaults when None, as in tests that build an app
     around an engine).
     """
-    slot = target if isinstance(target, ModelSlot) else ModelSlot.ready_with(target)
+    registry = as_registry(target)
     settings = settings or Settings.model_construct()
     if metrics is None:
-        metrics = slot.engine.metrics if slot.engine is not None and slot.engine.metrics else None
-    metrics = metrics or Metrics(slot.name)
+        engines = [s.engine for s in registry.slots if s.engine is not None and s.engine.metrics is not None]
+        metrics = engines[0].metrics if engines else None
+    metrics = metrics or Metrics(registry.names[0] if registry.names else "model")
     app = FastAPI(
         title="maskserve",
         version=__version__,
@@ -43,14 +48,16 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    app.state.slot = slot
+    app.state.registry = registry
     app.state.metrics = metrics
     app.state.max_wait_for_model_s = settings.max_wait_for_model_s
     install_error_handlers(app)
-    install_openapi(app, slot)
+    install_openapi(app, registry)
     install_docs(app)
     for module in (v1, v2, hf):
         app.include_router(module.router)
+    if settings.enable_repository_api:
+        app.include_router(repository.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

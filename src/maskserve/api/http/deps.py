@@ -9,42 +9,50 @@ from typing import TypeVar
 from fastapi import Request
 
 from maskserve.core.engine import Engine
-from maskserve.core.slot import ModelSlot
+from maskserve.core.registry import ModelRegistry
+from maskserve.core.slot import ModelSlot, ModelState
 from maskserve.protocols.common import parse_flag
 
 T = TypeVar("T")
 
 
-def slot_of(request: Request) -> ModelSlot:
-    slot: ModelSlot = request.app.state.slot
-    return slot
+def registry_of(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.registry
+    return registry
 
 
-def engine_of(request: Request) -> Engine:
-    """The engine, or KServe's 503 while the model is not ready."""
-    return slot_of(request).engine_or_raise()
+def slot_for(request: Request, name: str) -> ModelSlot:
+    """The slot serving ``name`` (served name or Hub id), else KServe's 404 listing the names."""
+    return registry_of(request).get(name)
 
 
-def engine_for(request: Request, name: str) -> Engine:
-    """The engine serving ``name`` (its served name or Hub id), else KServe's 404; 503 while not ready."""
-    slot = slot_of(request)
-    slot.check_name(name)
-    return slot.engine_or_raise()
+async def engine_for(request: Request, name: str) -> Engine:
+    """The engine serving ``name``, for V1 and V2. A model that is not loaded starts loading and the request
+    waits for it, up to --max_wait_for_model_s; a model still loading since start-up answers KServe's 503
+    at once (as KServe's server, which is not ready yet either)."""
+    registry = registry_of(request)
+    slot = registry.get(name)
+    if slot.state is ModelState.LOADING and slot.name in registry.start_names:
+        return registry.engine_or_raise(slot, start=False)
+    if slot.state is ModelState.READY or (slot.engine is not None and slot.state is ModelState.STOPPING):
+        return slot.engine_or_raise()
+    limit: float = request.app.state.max_wait_for_model_s
+    return await registry.wait_loaded(slot, limit)
 
 
 async def hf_engine(request: Request, name: str | None, wait_option: bool | None) -> Engine:
-    """The Inference API's view: while loading, 503 with ``estimated_time``, unless the client asked to wait
-    (``x-wait-for-model`` header or ``options.wait_for_model``), bounded by --max_wait_for_model_s."""
-    slot = slot_of(request)
-    if name is not None:
-        slot.check_name(name)
+    """The Inference API's view: a model that is not loaded (an allowed Hub id included) starts loading and
+    the answer is 503 with ``estimated_time``, unless the client asked to wait (``x-wait-for-model`` header
+    or ``options.wait_for_model``), bounded by --max_wait_for_model_s."""
+    registry = registry_of(request)
+    slot = registry.get(name, allow_hub=True) if name is not None else registry.default()
     message = f"Model {name or slot.model_id or slot.name} is currently loading"
     header = parse_flag(request.headers.get("x-wait-for-model"), "x-wait-for-model")
     wait = header if header is not None else bool(wait_option)
     if wait:
         limit: float = request.app.state.max_wait_for_model_s
-        return await slot.wait_engine(limit, loading_message=message)
-    return slot.engine_or_raise(loading_message=message)
+        return await registry.wait_loaded(slot, limit, loading_message=message)
+    return registry.engine_or_raise(slot, start=True, loading_message=message)
 
 
 def use_cache(request: Request, option: bool | None = None) -> bool:

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from maskserve.core.slot import ModelSlot
+from maskserve.core.registry import ModelRegistry
 from maskserve.protocols import schemas, v2
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -75,7 +75,7 @@ def _add_examples(doc: dict[str, Any], mask: str, model_name: str) -> None:
                     parameter["example"] = model_name
 
 
-def install_openapi(app: FastAPI, slot: ModelSlot) -> None:
+def install_openapi(app: FastAPI, registry: ModelRegistry) -> None:
     def build() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -88,8 +88,12 @@ def install_openapi(app: FastAPI, slot: ModelSlot) -> None:
             for name, definition in schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)
             components[model.__name__] = schema
-        engine = slot.engine
-        _add_examples(doc, engine.info.mask_token if engine else _DEFAULT_MASK, slot.name)
+        slots = [s for s in registry.slots if s.engine is not None] or registry.slots
+        slot = slots[0] if slots else None
+        engine = slot.engine if slot is not None else None
+        _add_examples(
+            doc, engine.info.mask_token if engine else _DEFAULT_MASK, slot.name if slot else "model"
+        )
         if engine is not None:  # kept once the examples use the model's own mask token
             app.openapi_schema = doc
         return doc

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from maskserve.api.http.deps import engine_for, slot_of, unless_disconnected, use_cache
+from maskserve.api.http.deps import engine_for, registry_of, slot_for, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse, with_outcome
 from maskserve.core.outcome import RequestOutcome
@@ -17,14 +17,14 @@ router = APIRouter(tags=["KServe V1"])
 
 @router.get("/v1/models", response_model=schemas.ModelList)
 async def list_models(request: Request) -> dict[str, Any]:
-    return kserve_v1.model_list([slot_of(request).name])
+    return kserve_v1.model_list(registry_of(request).names)
 
 
 @router.get("/v1/models/{name}", response_model=schemas.ModelReady, responses=ERRORS)
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
-    engine = engine_for(request, name)
-    slot_of(request).require_ready()
-    return kserve_v1.model_ready(engine.info.name, True)
+    slot = slot_for(request, name)
+    slot.require_ready()  # 503 until this model can serve, as KServe; never starts a load
+    return kserve_v1.model_ready(slot.name, True)
 
 
 @router.post(
@@ -34,7 +34,7 @@ async def model_ready(request: Request, name: str) -> dict[str, Any]:
     openapi_extra=json_body(schemas.V1PredictRequest),
 )
 async def predict(request: Request, name: str) -> JSONResponse:
-    engine = engine_for(request, name)
+    engine = await engine_for(request, name)
     parsed = kserve_v1.parse_v1_request(await request.body())
     cached, outcome = use_cache(request), RequestOutcome()
     if parsed.params is not None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from maskserve import __version__
-from maskserve.api.http.deps import engine_for, slot_of, unless_disconnected, use_cache
+from maskserve.api.http.deps import engine_for, registry_of, slot_for, unless_disconnected, use_cache
 from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse, with_outcome
 from maskserve.core import dataplane
@@ -32,30 +32,31 @@ async def live() -> dict[str, Any]:
 
 @router.get("/v2/health/ready", response_model=schemas.Ready, responses=ERRORS)
 async def ready(request: Request) -> dict[str, Any]:
-    slot_of(request).require_ready()  # 503 until the model can serve (and again while draining), as KServe
+    # 503 until the models asked for at start can serve (and again while draining), as KServe.
+    registry_of(request).require_ready()
     return {"ready": True}
 
 
 @router.get("/v2/models", response_model=schemas.ModelList)
 async def list_models(request: Request) -> dict[str, Any]:
-    return {"models": [slot_of(request).name]}
+    return {"models": registry_of(request).names}
 
 
 @router.get("/v2/models/{name}", response_model=v2.ModelMetadata, responses=ERRORS)
 async def model_metadata(request: Request, name: str) -> v2.ModelMetadata:
-    return v2.model_metadata(engine_for(request, name).info)
+    return v2.model_metadata(slot_for(request, name).engine_or_raise().info)
 
 
 @router.get("/v2/models/{name}/ready", response_model=schemas.ModelReady, responses=ERRORS)
 async def model_ready(request: Request, name: str) -> dict[str, Any]:
-    engine = engine_for(request, name)
-    slot_of(request).require_ready()
-    return {"name": engine.info.name, "ready": True}
+    slot = slot_for(request, name)
+    slot.require_ready()
+    return {"name": slot.name, "ready": True}
 
 
 @router.post("/v2/models/{name}/versions/{version}/infer", responses=ERRORS)
 async def infer_version(name: str, version: str) -> None:
-    raise NotFound(f"Model {name} has no version {version}: maskserve serves one unversioned model")
+    raise NotFound(f"Model {name} has no version {version}: maskserve serves unversioned models")
 
 
 @router.post(
@@ -67,7 +68,7 @@ async def infer_version(name: str, version: str) -> None:
 async def infer(request: Request, name: str) -> Response:
     """JSON, or the binary tensor data extension when ``Inference-Header-Content-Length`` is sent (request)
     or outputs are asked for with ``binary_data`` / ``binary_data_output`` (response)."""
-    engine = engine_for(request, name)
+    engine = await engine_for(request, name)
     parsed = v2_binary.parse_request(await request.body(), request.headers.get(v2_binary.HEADER))
     outcome = RequestOutcome()
     work = dataplane.v2_infer(engine, parsed, use_cache=use_cache(request), outcome=outcome)
