@@ -185,3 +185,48 @@ def test_predict_prints_the_answer_and_only_the_warnings(bert_dir: Path) -> None
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("maskserve: warning: target 'Zzxqwv'")
+
+
+# --- several models ---
+
+
+def test_model_repository_flags() -> None:
+    s = _settings(
+        "serve",
+        "--model_repository",
+        "/models",
+        "--model",
+        "bert=hf://google-bert/bert-base-uncased",
+        "--model",
+        "mine=./mine",
+        "--hub_models",
+        "google-bert/*,FacebookAI/xlm-roberta-base",
+        "--max_models",
+        "2",
+        "--memory_budget",
+        "8GiB",
+        "--enable_repository_api",
+    )
+    assert s.several_models
+    assert s.model_specs() == [("bert", "hf://google-bert/bert-base-uncased"), ("mine", "./mine")]
+    assert s.hub_patterns() == ("google-bert/*", "FacebookAI/xlm-roberta-base")
+    assert s.memory_budget_bytes() == 8 * 1024**3
+    assert s.max_models == 2
+    assert s.enable_repository_api is True
+    assert not _settings("serve", "./one").several_models
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model", "no-uri"], "NAME=URI"),
+        (["--model", "bad/name=./x"], "NAME=URI"),
+        (["--memory_budget", "lots"], "8GiB"),
+    ],
+)
+def test_model_repository_flags_are_checked(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", *argv])
+    assert message in capsys.readouterr().err

@@ -8,7 +8,6 @@ from prometheus_client.samples import Sample
 
 from maskserve.core.metrics import BATCH_SIZE_BUCKETS, MODEL_STATES, Metrics
 
-
 M = "bert"
 
 
@@ -81,7 +80,9 @@ def test_cache_counters() -> None:
 
 def test_model_state_is_one_hot_and_always_lists_every_state() -> None:
     metrics = Metrics("bert")
-    assert {state: value(metrics, "maskserve_model_state", model_name=M, state=state) for state in MODEL_STATES} == {
+    assert {
+        state: value(metrics, "maskserve_model_state", model_name=M, state=state) for state in MODEL_STATES
+    } == {
         "unavailable": 0,
         "loading": 0,
         "ready": 0,
@@ -91,7 +92,9 @@ def test_model_state_is_one_hot_and_always_lists_every_state() -> None:
     }
     metrics.set_model_state("loading")
     metrics.set_model_state("ready")
-    states = {state: value(metrics, "maskserve_model_state", model_name=M, state=state) for state in MODEL_STATES}
+    states = {
+        state: value(metrics, "maskserve_model_state", model_name=M, state=state) for state in MODEL_STATES
+    }
     assert states == {
         "unavailable": 0,
         "loading": 0,
@@ -125,7 +128,9 @@ def test_each_instance_has_its_own_registry() -> None:
     assert value(first, "maskserve_cache_hits_total", model_name="a") == 1
     assert value(second, "maskserve_cache_hits_total", model_name="b") == 0
     assert first.registry is not second.registry
-    assert prometheus_client.REGISTRY.get_sample_value("maskserve_cache_hits_total", {"model_name": "a"}) is None
+    assert (
+        prometheus_client.REGISTRY.get_sample_value("maskserve_cache_hits_total", {"model_name": "a"}) is None
+    )
 
 
 def test_a_given_registry_is_used() -> None:
