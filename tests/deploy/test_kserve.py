@@ -199,6 +199,12 @@ def test_isvc_args_parse_cleanly(isvc: Doc) -> None:
     parsed = parse_cli(rendered_args(isvc))
     assert_clean(parsed)
     settings = parsed.settings()
+    if isvc.path.name == "repository.yaml":
+        # A folder of models at KServe's mount, each served under its subfolder's name.
+        assert settings.several_models
+        assert settings.model_repository == "/mnt/models"
+        assert settings.memory_budget_bytes() is not None
+        return
     assert settings.model_name == "bert", "the guide's requests use /v1/models/bert"
     assert settings.output_mode == EXPECTED_OUTPUT.get(isvc.name, OutputMode.TOP1)
 
@@ -314,7 +320,13 @@ def test_private_model_id_reads_the_token_from_the_secret() -> None:
 @pytest.mark.parametrize("isvc", ISVCS, ids=lambda d: d.id)
 def test_storage_uri_is_the_guides_model_or_the_private_placeholder(isvc: Doc) -> None:
     uri = _predictor(isvc)["model"].get("storageUri")
-    assert uri in (None, "hf://google-bert/bert-base-uncased", "hf://my-org/private-bert")
+    # The repository example's folder of models is a placeholder bucket, as the private model's id is.
+    assert uri in (
+        None,
+        "hf://google-bert/bert-base-uncased",
+        "hf://my-org/private-bert",
+        "s3://models/fill-mask/",
+    )
 
 
 # --- the walkthrough ---
