@@ -183,14 +183,15 @@ class ModelRegistry:
     def start_load(self, slot: ModelSlot) -> None:
         """Begin loading ``slot`` unless it is loaded or loading (so concurrent requests start one load).
         A failed model loads again only after the back-off."""
-        if slot.state in (ModelState.READY, ModelState.LOADING, ModelState.STOPPING) or self._loader is None:
+        if self._loader is None or slot.name in self._loads or self._stopping:
+            return
+        if slot.state in (ModelState.READY, ModelState.STOPPING, ModelState.UNLOADING):
             return
         recent = slot.failed_at is not None and time.monotonic() - slot.failed_at < self.retry_after_failure_s
         if slot.state is ModelState.FAILED and recent:
             return
-        if slot.state is ModelState.UNLOADING:
-            return
-        slot.set_loading(self._expected_load_s(slot))
+        if slot.state is not ModelState.LOADING:  # a slot made LOADING at start keeps its estimate
+            slot.set_loading(self._expected_load_s(slot))
         self._loads[slot.name] = asyncio.ensure_future(self._load(slot))
 
     async def _load(self, slot: ModelSlot) -> None:

@@ -82,7 +82,6 @@ async def load_at_start(registry: ModelRegistry) -> None:
             slot.set_unavailable()
             logger.info("model %s is not loaded at start (over the budget); it loads on request", name)
             continue
-        slot.set_unavailable()  # start_load takes UNAVAILABLE models
         registry.start_load(slot)
         await registry.load_finished(name)
 
