@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(1024, ge=1, **_flag("inputs allowed to wait; beyond it requests get 429"))
 
     # Transport.
+    enable_playground: bool = Field(
+        True, **_flag("serve /playground, a page to try the models in a browser (it calls the HF API route)")
+    )
     host: str = Field("0.0.0.0", **_flag("address the servers bind to"))
     http_port: int = Field(8080, ge=0, le=65535, **_flag("HTTP port (KServe V1, V2 REST, HF Inference API)"))
     grpc_port: int = Field(8081, ge=0, le=65535, **_flag("gRPC port (Open Inference Protocol)"))

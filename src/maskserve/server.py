@@ -125,6 +125,12 @@ async def _serve(settings: Settings) -> int:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return _cannot_bind("HTTP", settings.host, settings.http_port, "--http_port", reason, "")
+    shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{shown}:{http_socket.getsockname()[1]}"
+    pages = f"API docs at {base}/docs" + (
+        f", playground at {base}/playground" if settings.enable_playground else ""
+    )
+    logger.info("HTTP (KServe V1, V2, HF Inference API) on %s; %s", base, pages)
     grpc_server = None
     if settings.enable_grpc:
         from maskserve.api.grpc.service import start_grpc_server

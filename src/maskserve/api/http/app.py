@@ -13,6 +13,7 @@ from maskserve.api.http.middleware import BodyLimitMiddleware, RequestContextMid
 from maskserve.api.http.openapi import install_openapi
 from maskserve.api.http.responses import JSONResponse
 from maskserve.api.http.routes import hf, repository, v1, v2
+from maskserve.api.http.routes.playground import install_playground
 from maskserve.config import Settings
 from maskserve.core.engine import Engine
 from maskserve.core.metrics import Metrics
@@ -58,6 +59,8 @@ def create_app(
         app.include_router(module.router)
     if settings.enable_repository_api:
         app.include_router(repository.router)
+    if settings.enable_playground:
+        install_playground(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus(request: Request) -> Response:

@@ -16,12 +16,13 @@ from maskserve.api.keys import bearer_token, key_matches
 
 _PROBES = re.compile(r"^/v2/health/(live|ready)$|^/v1/models/[^/:]+$|^/v2/models/[^/]+/ready$|^/$")
 _METRICS = "/metrics"
-_DOCS = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
-_DOC_ASSETS = "/docs/assets/"
+_DOCS = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/playground"}
+_ASSETS = ("/docs/assets/", "/playground/assets/")
 
 
 def is_open_route(method: str, path: str, *, protect_health: bool) -> bool:
-    if path in _DOCS or path.startswith(_DOC_ASSETS):
+    # The pages and their assets describe the API; every call they make needs a key like any other.
+    if path in _DOCS or path.startswith(_ASSETS):
         return True
     if protect_health:
         return False
