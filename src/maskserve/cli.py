@@ -193,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Hub download cache, where an interrupted Hub download resumes (default: HF_HOME)",
     )
+    download.add_argument(
+        "--export",
+        choices=["onnx"],
+        default=None,
+        help="also build the ONNX graph into DIR/.maskserve-onnx: a server then starts without exporting",
+    )
+    download.add_argument(
+        "--quantize",
+        choices=["none", "int8"],
+        default="none",
+        help="with --export onnx: build the int8 graph too",
+    )
     return parser
 
 
@@ -216,8 +228,28 @@ def run_download(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"maskserve download: interrupted; {args.dir} was left as it was", file=sys.stderr)
         return 130
+    if args.export == "onnx":
+        try:
+            export_onnx_beside(path, quantize=args.quantize)
+        except (ValueError, ImportError) as exc:
+            print(
+                f"maskserve download: the model is in {path}, but its ONNX export failed: {exc}",
+                file=sys.stderr,
+            )
+            return 1
     print(path)
     return 0
+
+
+def export_onnx_beside(path: Path, *, quantize: str) -> None:
+    """Build the ONNX graphs (fp32, and int8 when asked) into ``path/.maskserve-onnx``, where a server that
+    serves ``path`` finds them, even from a read-only mount such as KServe's /mnt/models."""
+    from maskserve.backends.onnx_backend import OnnxBackend
+
+    cache = path / ".maskserve-onnx"
+    OnnxBackend.load(path, cache_dir=cache)
+    if quantize == "int8":
+        OnnxBackend.load(path, cache_dir=cache, quantize="int8")
 
 
 def settings_from_args(args: argparse.Namespace, unknown: Sequence[str] = ()) -> Settings:

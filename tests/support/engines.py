@@ -12,6 +12,9 @@ from maskserve.core.loader import load_engine
 
 
 def settings_for(path: Path, **overrides: Any) -> Settings:
+    """In-process engines run torch unless a test asks for another backend: torch is the reference the
+    parity tests hold the answers to (the default, auto, would pick ONNX Runtime on this CPU)."""
+    overrides.setdefault("backend", "torch")
     return Settings(model=str(path), model_name=overrides.pop("model_name", "model"), **overrides)
 
 

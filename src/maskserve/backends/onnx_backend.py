@@ -63,17 +63,23 @@ class OnnxBackend:
             raise ValueError(f"--backend onnx cannot quantize to {quantize!r}; only int8")
         path = Path(path)
         threads = threads or default_threads()
-        root = _export.cache_root(path, cache_dir)
         started = time.perf_counter()
         if quantize == "int8":
             reduce = _quantize.reduce_range()
-            entry = root / f"{_export.cache_key(path, quantize, reduce_range=reduce)}-int8"
-            if _export.read_entry(entry) is None:
-                source = _ensure_fp32(ort, path, root, threads=threads, trust_remote_code=trust_remote_code)
+            name = f"{_export.cache_key(path, quantize, reduce_range=reduce)}-int8"
+            found = _export.find_entry(path, cache_dir, name)
+            if found is None:
+                source = _ensure_fp32(
+                    ort, path, cache_dir, threads=threads, trust_remote_code=trust_remote_code
+                )
+                entry = _export.cache_root(path, cache_dir) / name
+                logger.info("quantizing %s to int8 (once; cached in %s)", path, entry.parent)
                 with _export.building(entry) as scratch:
                     _quantize.build_int8(source, scratch, reduce=reduce)
+            else:
+                entry = found
         else:
-            entry = _ensure_fp32(ort, path, root, threads=threads, trust_remote_code=trust_remote_code)
+            entry = _ensure_fp32(ort, path, cache_dir, threads=threads, trust_remote_code=trust_remote_code)
         meta = _export.read_entry(entry)
         if meta is None:  # pragma: no cover - the entry was just published
             raise ValueError(f"the ONNX cache entry {entry} vanished while loading it")
@@ -113,12 +119,21 @@ class OnnxBackend:
         return np.ascontiguousarray(logits, dtype=np.float32)
 
 
-def _ensure_fp32(ort: Any, path: Path, root: Path, *, threads: int, trust_remote_code: bool) -> Path:
-    entry = root / f"{_export.cache_key(path, None)}-fp32"
-    if _export.read_entry(entry) is not None:
-        logger.info("reusing the cached ONNX export %s", entry)
-        return entry
-    logger.info("exporting %s to ONNX (once; cached in %s)", path, root)
+def _ensure_fp32(
+    ort: Any, path: Path, cache_dir: Path | None, *, threads: int, trust_remote_code: bool
+) -> Path:
+    name = f"{_export.cache_key(path, None)}-fp32"
+    found = _export.find_entry(path, cache_dir, name)
+    if found is not None:
+        logger.info("reusing the cached ONNX export %s", found)
+        return found
+    entry = _export.cache_root(path, cache_dir) / name
+    started = time.perf_counter()
+    # The server is live but not ready meanwhile: a first export of a bert-base takes about a minute here.
+    logger.info(
+        "exporting %s to ONNX (once; cached in %s); the server is ready once it is done", path, entry.parent
+    )
     with _export.building(entry) as scratch:
         _export.build_fp32(ort, path, scratch, threads=threads, trust_remote_code=trust_remote_code)
+    logger.info("exported %s to ONNX in %.1f s", path, time.perf_counter() - started)
     return entry

@@ -92,7 +92,9 @@ def cache_key(path: Path, quantize: str | None, *, reduce_range: bool = False) -
     """Hash of everything the cached graph depends on: model files, library versions, settings."""
     record = {
         "files": [(p.name, p.stat().st_size, _file_digest(p)) for p in _model_files(path)],
-        "versions": {pkg: _version(pkg) for pkg in ("torch", "transformers", "onnxruntime", "onnx")},
+        "versions": {
+            pkg: _version(pkg) for pkg in ("maskserve", "torch", "transformers", "onnxruntime", "onnx")
+        },
         "export_version": EXPORT_VERSION,
         "opset": OPSET,
         "quantize": quantize,
@@ -125,6 +127,18 @@ def cache_root(model_dir: Path, cache_dir: Path | None) -> Path:
     home = Path.home() / ".cache" / "maskserve" / "onnx"
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def find_entry(model_dir: Path, cache_dir: Path | None, name: str) -> Path | None:
+    """An entry already built, wherever it may be: ``cache_dir``, beside the model (read-only too: a model
+    prepared with ``maskserve download --export onnx`` carries its graphs, and KServe mounts it read-only),
+    or the user's cache directory."""
+    roots = [cache_dir] if cache_dir is not None else []
+    roots += [model_dir / ".maskserve-onnx", Path.home() / ".cache" / "maskserve" / "onnx"]
+    for root in roots:
+        if read_entry(root / name) is not None:
+            return root / name
+    return None
 
 
 def read_entry(entry: Path) -> dict[str, Any] | None:
