@@ -105,6 +105,13 @@ async def test_grpc_serves_beside_http(server: tuple[str, subprocess.Popen[bytes
     assert len(reply.outputs[0].contents.bytes_contents) == 1
 
 
+def test_the_default_server_runs_onnx_runtime(server: tuple[str, subprocess.Popen[bytes], int]) -> None:
+    # No --backend flag: auto picks ONNX Runtime on the CPU (docs/batching.md), exported once and cached.
+    base, _, _ = server
+    meta = httpx.get(f"{base}/v2/models/bert", timeout=30).json()
+    assert meta["platform"] == "onnxruntime_onnx"
+
+
 def test_sigterm_stops_cleanly(server: tuple[str, subprocess.Popen[bytes], int]) -> None:
     _, proc, _ = server
     proc.send_signal(signal.SIGTERM)
@@ -112,10 +119,3 @@ def test_sigterm_stops_cleanly(server: tuple[str, subprocess.Popen[bytes], int])
     output = proc.stdout.read().decode() if proc.stdout else ""
     assert "Traceback" not in output
     assert "--enable_docs_url is a KServe flag" in output
-
-
-def test_the_default_server_runs_onnx_runtime(server: tuple[str, subprocess.Popen[bytes], int]) -> None:
-    # No --backend flag: auto picks ONNX Runtime on the CPU (docs/batching.md), exported once and cached.
-    base, _, _ = server
-    meta = httpx.get(f"{base}/v2/models/bert", timeout=30).json()
-    assert meta["platform"] == "onnxruntime_onnx"
