@@ -66,7 +66,9 @@ class OnnxBackend:
         started = time.perf_counter()
         if quantize == "int8":
             reduce = _quantize.reduce_range()
-            name = f"{_export.cache_key(path, quantize, reduce_range=reduce)}-int8"
+            # Read at call time, so a benchmark can swap recipes; the recipe is part of the entry's key.
+            recipe = _quantize.DEFAULT_RECIPE
+            name = f"{_export.cache_key(path, quantize, reduce_range=reduce, recipe=recipe.key())}-int8"
             found = _export.find_entry(path, cache_dir, name)
             if found is None:
                 source = _ensure_fp32(
@@ -75,7 +77,7 @@ class OnnxBackend:
                 entry = _export.cache_root(path, cache_dir) / name
                 logger.info("quantizing %s to int8 (once; cached in %s)", path, entry.parent)
                 with _export.building(entry) as scratch:
-                    _quantize.build_int8(source, scratch, reduce=reduce)
+                    _quantize.build_int8(source, scratch, reduce=reduce, recipe=recipe, model_dir=path)
             else:
                 entry = found
         else:

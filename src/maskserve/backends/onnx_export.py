@@ -88,7 +88,9 @@ def _version(package: str) -> str:
         return "none"
 
 
-def cache_key(path: Path, quantize: str | None, *, reduce_range: bool = False) -> str:
+def cache_key(
+    path: Path, quantize: str | None, *, reduce_range: bool = False, recipe: str | None = None
+) -> str:
     """Hash of everything the cached graph depends on: model files, library versions, settings."""
     record = {
         "files": [(p.name, p.stat().st_size, _file_digest(p)) for p in _model_files(path)],
@@ -99,6 +101,7 @@ def cache_key(path: Path, quantize: str | None, *, reduce_range: bool = False) -
         "opset": OPSET,
         "quantize": quantize,
         "reduce_range": reduce_range if quantize else None,
+        "recipe": recipe if quantize else None,
     }
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
 

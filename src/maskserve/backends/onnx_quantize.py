@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import re
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from maskserve.backends import onnx_smooth
 from maskserve.backends.onnx_export import META_FILE, MODEL_FILE, _big, write_meta
 from maskserve.backends.onnx_session import quiet_ort_logs
 
@@ -51,7 +54,35 @@ def reduce_range() -> bool:
     return "vnni" not in flags
 
 
-def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
+@dataclass(frozen=True)
+class Int8Recipe:
+    """What the int8 graph quantizes; part of the cache key. ``keep_float``: regular expressions searched in
+    node names, whose nodes stay in float (on top of the mask-row nodes)."""
+
+    keep_float: tuple[str, ...] = ()
+    projection: bool = True
+    per_channel: bool = True
+    # SmoothQuant's migration strength (None: no smoothing); needs calibration text.
+    smooth_alpha: float | None = None
+    # The calibration text's digest, when smoothing (a user's --quantize_calibration changes the graph).
+    calibration: str | None = None
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+DEFAULT_RECIPE = Int8Recipe()
+
+
+def build_int8(
+    source: Path,
+    scratch: Path,
+    *,
+    reduce: bool,
+    recipe: Int8Recipe = DEFAULT_RECIPE,
+    model_dir: Path | None = None,
+    calibration: Path | None = None,
+) -> None:
     """Dynamic int8 (per-channel QInt8 weights) for the encoder's MatMuls, fused Attention nodes and the
     vocabulary projection.
 
@@ -71,9 +102,18 @@ def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
     model = onnx.load(str(source / MODEL_FILE))
     head = set(head_nodes(model.graph, meta.get("head_scope")))
     untie_gemms(model, head)
-    projection = untie_vocabulary_projection(model, int(meta["vocab_size"]))
+    projection = untie_vocabulary_projection(model, int(meta["vocab_size"])) if recipe.projection else None
     if projection is not None:
         head.discard(projection)
+    head.update(n.name for n in model.graph.node if any(re.search(p, n.name) for p in recipe.keep_float))
+    if recipe.smooth_alpha is not None:
+        if model_dir is None:
+            raise ValueError("smoothing needs the model's tokenizer for its calibration text")
+        nodes = onnx_smooth.targets(model, head | ({projection} if projection else set()))
+        feeds = calibration_feeds(model_dir, meta, calibration)
+        maxima = onnx_smooth.activation_maxima(source / MODEL_FILE, [n.input[0] for n in nodes], feeds)
+        smoothed = onnx_smooth.smooth(model, nodes, maxima, recipe.smooth_alpha)
+        logger.info("smoothed %d int8 matrix products (alpha %.2f)", smoothed, recipe.smooth_alpha)
     # The quantizer renames what it rewrites (X -> X_MatMul, X_Add); exclude those names too.
     excluded = sorted(head | {f"{name}{suffix}" for name in head for suffix in ("_MatMul", "_Add")})
     started = time.perf_counter()
@@ -83,7 +123,7 @@ def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
                 model_input=model,
                 model_output=str(scratch / MODEL_FILE),
                 op_types_to_quantize=["MatMul", "Attention"],
-                per_channel=True,
+                per_channel=recipe.per_channel,
                 reduce_range=reduce,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=excluded,
@@ -101,8 +141,36 @@ def build_int8(source: Path, scratch: Path, *, reduce: bool) -> None:
     )
     write_meta(
         scratch,
-        {**meta, "quantize": "int8", "reduce_range": reduce, "int8_projection": projection is not None},
+        {
+            **meta,
+            "quantize": "int8",
+            "reduce_range": reduce,
+            "int8_projection": projection is not None,
+            "recipe": asdict(recipe),
+        },
     )
+
+
+def calibration_feeds(model_dir: Path, meta: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
+    """The calibration sentences as the graph's feeds, one sentence each (no padding to skew maxima)."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    feeds = []
+    for text in onnx_smooth.calibration_texts(path):
+        ids = np.asarray([tokenizer(text, truncation=True, max_length=128)["input_ids"]], dtype=np.int64)
+        feeds.append(
+            {
+                "input_ids": ids,
+                "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.zeros_like(ids),
+                "mask_rows": np.zeros(1, dtype=np.int64),
+                "mask_cols": np.ones(1, dtype=np.int64),
+            }
+        )
+    del meta
+    return feeds
 
 
 def untie_gemms(model: Any, head: set[str]) -> None:
