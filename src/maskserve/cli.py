@@ -84,6 +84,7 @@ PREDICT_SETTINGS = (
     "device",
     "backend",
     "quantize",
+    "quantize_calibration",
     "threads",
     "onnx_cache_dir",
     "log_level",

@@ -99,7 +99,12 @@ class Settings(BaseSettings):
     backend: Backend = Field(
         "auto", **_flag("torch or onnx (ONNX Runtime); auto and KServe's huggingface mean torch")
     )
-    quantize: Quantize = Field("none", **_flag("int8: dynamic int8 encoder weights (CPU, opt-in)"))
+    quantize: Quantize = Field(
+        "none", **_flag("int8: int8 encoder weights (CPU, opt-in; docs/benchmarks.md)")
+    )
+    quantize_calibration: str | None = Field(
+        None, **_flag("text file (one sentence a line) to calibrate int8 with (default: the packaged set)")
+    )
     threads: int | None = Field(
         None,
         ge=1,

@@ -57,6 +57,7 @@ class OnnxBackend:
         quantize: str | None = None,
         threads: int | None = None,
         trust_remote_code: bool = False,
+        calibration: Path | None = None,
     ) -> OnnxBackend:
         ort = _import_ort()
         if quantize not in {None, "int8"}:
@@ -67,7 +68,7 @@ class OnnxBackend:
         if quantize == "int8":
             reduce = _quantize.reduce_range()
             # Read at call time, so a benchmark can swap recipes; the recipe is part of the entry's key.
-            recipe = _quantize.DEFAULT_RECIPE
+            recipe = _quantize.with_calibration(_quantize.DEFAULT_RECIPE, calibration)
             name = f"{_export.cache_key(path, quantize, reduce_range=reduce, recipe=recipe.key())}-int8"
             found = _export.find_entry(path, cache_dir, name)
             if found is None:
@@ -77,7 +78,9 @@ class OnnxBackend:
                 entry = _export.cache_root(path, cache_dir) / name
                 logger.info("quantizing %s to int8 (once; cached in %s)", path, entry.parent)
                 with _export.building(entry) as scratch:
-                    _quantize.build_int8(source, scratch, reduce=reduce, recipe=recipe, model_dir=path)
+                    _quantize.build_int8(
+                        source, scratch, reduce=reduce, recipe=recipe, model_dir=path, calibration=calibration
+                    )
             else:
                 entry = found
         else:

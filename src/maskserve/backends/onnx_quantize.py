@@ -3,12 +3,13 @@ embeddings it is tied to; the embedding lookup and the rest of the head stay in 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,16 @@ class Int8Recipe:
 
 
 DEFAULT_RECIPE = Int8Recipe()
+
+
+def with_calibration(recipe: Int8Recipe, path: Path | None) -> Int8Recipe:
+    """The recipe with its calibration text's digest, so another text makes another cached graph."""
+    if recipe.smooth_alpha is None:
+        return recipe
+    if path is not None and not path.is_file():
+        raise ValueError(f"--quantize_calibration {path} is not a readable file")
+    data = (path or onnx_smooth.CALIBRATION_FILE).read_bytes()
+    return replace(recipe, calibration=hashlib.sha256(data).hexdigest()[:16])
 
 
 def build_int8(
@@ -157,9 +168,13 @@ def calibration_feeds(model_dir: Path, meta: dict[str, Any], path: Path | None) 
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    # Within the position table (RoBERTa-likes number positions from 2), and short: calibration measures
+    # activation ranges, which a sentence shows as well as a page.
+    longest = min(128, int(config.get("max_position_embeddings", 512)) - 2)
     feeds = []
     for text in onnx_smooth.calibration_texts(path):
-        ids = np.asarray([tokenizer(text, truncation=True, max_length=128)["input_ids"]], dtype=np.int64)
+        ids = np.asarray([tokenizer(text, truncation=True, max_length=longest)["input_ids"]], dtype=np.int64)
         feeds.append(
             {
                 "input_ids": ids,

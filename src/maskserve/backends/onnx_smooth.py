@@ -25,7 +25,7 @@ _TINY = 1e-5
 def calibration_texts(path: Path | None = None, limit: int = 256) -> list[str]:
     """The calibration sentences: a user's file (one per line), else the packaged set (WordNet glosses)."""
     text = (path or CALIBRATION_FILE).read_text(encoding="utf-8")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
     if not lines:
         raise ValueError(f"the calibration file {path} holds no sentences (one per line)")
     return lines[:limit]

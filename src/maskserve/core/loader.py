@@ -247,6 +247,7 @@ def load_backend(path: Path, settings: Settings) -> Backend:
                 quantize=quantize,
                 threads=worker_threads(settings),
                 trust_remote_code=settings.trust_remote_code,
+                calibration=Path(settings.quantize_calibration) if settings.quantize_calibration else None,
             )
         except Exception as exc:
             if settings.backend == "onnx":
