@@ -17,6 +17,7 @@ import pytest
 
 from maskserve.api.http.app import create_app
 from maskserve.config import Settings
+from maskserve.core.engine import Engine
 from maskserve.core.metrics import Metrics
 from maskserve.core.registry import ModelRegistry
 from maskserve.core.repository import build_registry, load_at_start
@@ -64,6 +65,19 @@ async def served(repository: Path) -> AsyncIterator[Served]:
     finally:
         await client.aclose()
         await registry.aclose()
+
+
+def _hold(engine: Engine) -> threading.Event:
+    """Make the engine's model wait for the returned event before each batch (a model busy on demand)."""
+    gate = threading.Event()
+    real = engine.backend.mask_logits
+
+    def held(batch: Any) -> np.ndarray:
+        gate.wait(60)
+        return real(batch)
+
+    engine.backend.mask_logits = held  # type: ignore[method-assign]
+    return gate
 
 
 def _v2(text: str) -> dict[str, Any]:
@@ -125,14 +139,7 @@ async def test_repository_api_loads_once_and_unload_drains(served: Served) -> No
     # A request in flight when the unload begins still gets its answer; then the model is gone.
     engine = registry.get("bert").engine
     assert engine is not None
-    gate = threading.Event()
-    real = engine.backend.mask_logits
-
-    def held(batch: Any) -> np.ndarray:
-        gate.wait(60)
-        return real(batch)
-
-    engine.backend.mask_logits = held  # type: ignore[method-assign]
+    gate = _hold(engine)
     in_flight = asyncio.ensure_future(client.post("/models/bert", json={"inputs": "a held [MASK] ."}))
     await until(lambda: engine.active == 1, "the request is inside the engine")
     unload = asyncio.ensure_future(client.post("/v2/repository/models/bert/unload"))
@@ -201,14 +208,7 @@ async def test_a_busy_model_is_never_unloaded_for_room(repository: Path) -> None
         engine = registry.get("a").engine
         assert engine is not None
         assert registry.get("b").state is ModelState.UNAVAILABLE
-        gate = threading.Event()
-        real = engine.backend.mask_logits
-
-        def held(batch: Any) -> np.ndarray:
-            gate.wait(60)
-            return real(batch)
-
-        engine.backend.mask_logits = held  # type: ignore[method-assign]
+        gate = _hold(engine)
         busy = asyncio.ensure_future(client.post("/models/a", json={"inputs": "a busy [MASK] ."}))
         await until(lambda: engine.active == 1, "a's request is inside its engine")
         other = await client.post(
@@ -232,14 +232,7 @@ async def test_a_flood_on_one_model_does_not_hold_up_another(repository: Path) -
     try:
         engine = registry.get("a").engine
         assert engine is not None
-        gate = threading.Event()
-        real = engine.backend.mask_logits
-
-        def held(batch: Any) -> np.ndarray:
-            gate.wait(60)
-            return real(batch)
-
-        engine.backend.mask_logits = held  # type: ignore[method-assign]
+        gate = _hold(engine)
         flood = [
             asyncio.ensure_future(client.post("/models/a", json={"inputs": f"flood {i} [MASK] ."}))
             for i in range(20)

@@ -32,13 +32,10 @@ def _run(model_bytes: bytes, feed: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def test_smoothing_leaves_the_float_function_unchanged(bert_dir: Path, fp32_entry: Path) -> None:
-    import json
-
-    meta = json.loads((fp32_entry / onnx_export.META_FILE).read_text())
     model = onnx.load(str(fp32_entry / onnx_export.MODEL_FILE))
     nodes = onnx_smooth.targets(model, set())
     assert nodes, "the graph has products to smooth"
-    feeds = calibration_feeds(bert_dir, meta, None)
+    feeds = calibration_feeds(bert_dir, None)
     maxima = onnx_smooth.activation_maxima(
         fp32_entry / onnx_export.MODEL_FILE, [n.input[0] for n in nodes], feeds
     )

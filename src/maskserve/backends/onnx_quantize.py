@@ -121,7 +121,7 @@ def build_int8(
         if model_dir is None:
             raise ValueError("smoothing needs the model's tokenizer for its calibration text")
         nodes = onnx_smooth.targets(model, head | ({projection} if projection else set()))
-        feeds = calibration_feeds(model_dir, meta, calibration)
+        feeds = calibration_feeds(model_dir, calibration)
         maxima = onnx_smooth.activation_maxima(source / MODEL_FILE, [n.input[0] for n in nodes], feeds)
         smoothed = onnx_smooth.smooth(model, nodes, maxima, recipe.smooth_alpha)
         logger.info("smoothed %d int8 matrix products (alpha %.2f)", smoothed, recipe.smooth_alpha)
@@ -162,7 +162,7 @@ def build_int8(
     )
 
 
-def calibration_feeds(model_dir: Path, meta: dict[str, Any], path: Path | None) -> list[dict[str, Any]]:
+def calibration_feeds(model_dir: Path, path: Path | None) -> list[dict[str, Any]]:
     """The calibration sentences as the graph's feeds, one sentence each (no padding to skew maxima)."""
     import numpy as np
     from transformers import AutoTokenizer
@@ -184,7 +184,6 @@ def calibration_feeds(model_dir: Path, meta: dict[str, Any], path: Path | None) 
                 "mask_cols": np.ones(1, dtype=np.int64),
             }
         )
-    del meta
     return feeds
 
 
