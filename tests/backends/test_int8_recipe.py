@@ -78,3 +78,17 @@ def test_the_calibration_text_keys_the_graph(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a readable file"):
         with_calibration(smoothed, tmp_path / "missing.txt")
     assert len(onnx_smooth.calibration_texts()) == 256
+
+
+def test_the_default_recipe_keeps_the_outlier_products_float(bert_dir: Path, tmp_path: Path) -> None:
+    OnnxBackend.load(bert_dir, cache_dir=tmp_path, quantize="int8")
+    (entry,) = tmp_path.glob("*-int8")
+    graph = onnx.load(str(entry / onnx_export.MODEL_FILE)).graph
+    integer = {"MatMulInteger", "DynamicQuantizeMatMul", "QAttention"}
+    for node in graph.node:
+        if any(re.search(p, node.name) for p in onnx_quantize.OUTLIER_PRODUCTS):
+            assert node.op_type not in integer, node.name
+    ops = [n.op_type for n in graph.node]
+    assert "QAttention" in ops  # Q, K and V of the first layer, fused and int8
+    assert "MatMulInteger" in ops  # the vocabulary projection and the last layer's K and V
+    assert sum(n.name.endswith("_Smooth") for n in graph.node) >= 2

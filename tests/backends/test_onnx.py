@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from maskserve.backends import onnx_export
+from maskserve.backends import onnx_export, onnx_quantize
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.onnx_backend import OnnxBackend
 from maskserve.domain import FillMaskParams
@@ -152,6 +152,9 @@ def test_int8_quantizes_the_encoder_and_the_projection_but_not_the_mask_rows(
 
     if not fused:  # the plain export: a Gather and the head's Gemm read one tied embedding initializer
         monkeypatch.setattr(onnx_export, "_BERT_LIKE", set())
+    # The mechanics of the int8 graph (the projection's own weight, the float mask rows), on the recipe
+    # that quantizes every encoder product; the default recipe's choices are in test_int8_recipe.py.
+    monkeypatch.setattr(onnx_quantize, "DEFAULT_RECIPE", onnx_quantize.Int8Recipe())
     fp32 = OnnxBackend.load(bert_dir, cache_dir=tmp_path)
     int8 = OnnxBackend.load(bert_dir, cache_dir=tmp_path, quantize="int8")
     assert int8.dtype == "float32+int8"
