@@ -222,7 +222,7 @@ def worker_threads(settings: Settings) -> int:
 
 def choose_backend(settings: Settings) -> str:
     """The backend ``--backend auto`` (and KServe's ``huggingface``) means: the fastest this machine has for
-    the model. On the CPU that is ONNX Runtime (1.3x torch's sentences/s on a bert-base at 16 clients,
+    the model. On the CPU that is ONNX Runtime (1.27x torch's sentences/s on a bert-base at 16 clients,
     docs/benchmarks.md) when onnxruntime is installed; on a GPU it is torch (ONNX Runtime's graph here is
     built for the CPU). The one place this rule lives; an export that fails falls back to torch."""
     if settings.backend in {"torch", "onnx"}:
