@@ -130,14 +130,19 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--logs", type=Path, default=Path("build/repository-bench"))
+    parser.add_argument("--parts", default="memory,load,throughput", help="which measurements to run")
     args = parser.parse_args()
     stop_children_on_exit()
     args.logs.mkdir(parents=True, exist_ok=True)
+    parts = set(args.parts.split(","))
     for backend in args.backends.split(","):
-        print(json.dumps(memory(args.model, backend, args.logs)), flush=True)
-        print(json.dumps(load_on_request(args.model, backend, args.logs)), flush=True)
-        log = args.logs / f"throughput-{backend}.log"
-        print(json.dumps(throughput(args.model, backend, log, args.duration, args.warmup)), flush=True)
+        if "memory" in parts:
+            print(json.dumps(memory(args.model, backend, args.logs)), flush=True)
+        if "load" in parts:
+            print(json.dumps(load_on_request(args.model, backend, args.logs)), flush=True)
+        if "throughput" in parts:
+            log = args.logs / f"throughput-{backend}.log"
+            print(json.dumps(throughput(args.model, backend, log, args.duration, args.warmup)), flush=True)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class OnnxBackend:
         threads: int | None = None,
         trust_remote_code: bool = False,
         calibration: Path | None = None,
+        spin: bool = True,
     ) -> OnnxBackend:
         ort = _import_ort()
         if quantize not in {None, "int8"}:
@@ -88,7 +89,7 @@ class OnnxBackend:
         meta = _export.read_entry(entry)
         if meta is None:  # pragma: no cover - the entry was just published
             raise ValueError(f"the ONNX cache entry {entry} vanished while loading it")
-        session = _session.session(ort, entry / _export.MODEL_FILE, threads)
+        session = _session.session(ort, entry / _export.MODEL_FILE, threads, spin=spin)
         logger.info(
             "ONNX Runtime %s serving %s (%s%s, %d threads) from %s, ready in %.1f s",
             ort.__version__,

@@ -45,12 +45,16 @@ def quiet_ort_logs() -> Iterator[None]:
         logging.disable(previous)
 
 
-def session(ort: Any, model: Path, threads: int, *, level: str = "ORT_ENABLE_ALL") -> Any:
+def session(ort: Any, model: Path, threads: int, *, level: str = "ORT_ENABLE_ALL", spin: bool = True) -> Any:
+    """``spin``: whether idle intra-op threads spin waiting for work (ONNX Runtime's default). With several
+    models in one process each has its own pool, and spinning threads of one take cores from another."""
     options = ort.SessionOptions()
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(
         str(model),
         sess_options=options,

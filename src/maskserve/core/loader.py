@@ -248,6 +248,9 @@ def load_backend(path: Path, settings: Settings) -> Backend:
                 threads=worker_threads(settings),
                 trust_remote_code=settings.trust_remote_code,
                 calibration=Path(settings.quantize_calibration) if settings.quantize_calibration else None,
+                # Several models share the cores: threads that spin while idle would take them from the
+                # model that has work (docs/benchmarks.md, "Many models in one process").
+                spin=not settings.several_models,
             )
         except Exception as exc:
             if settings.backend == "onnx":
