@@ -86,3 +86,33 @@ def test_the_unfused_session_computes_the_same(tmp_path: Path) -> None:
     fused = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feed)[0]
     unfused = onnx_session.session(ort, model, 1).run(None, feed)[0]
     np.testing.assert_allclose(unfused, fused, rtol=1e-5, atol=1e-5)
+
+
+def test_idle_threads_spin_unless_asked_not_to(tmp_path: Path) -> None:
+    model = _residual_block(tmp_path / "block.onnx")
+    key = "session.intra_op.allow_spinning"
+    spinning = onnx_session.session(ort, model, 2).get_session_options()
+    quiet = onnx_session.session(ort, model, 2, spin=False).get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        spinning.get_session_config_entry(key)  # not set: ONNX Runtime's default, spinning
+    assert quiet.get_session_config_entry(key) == "0"
+
+
+def test_a_server_with_several_models_turns_spinning_off(
+    bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from maskserve.backends.onnx_backend import OnnxBackend
+    from maskserve.config import Settings
+    from maskserve.core import loader
+
+    seen: list[bool] = []
+    real = OnnxBackend.load
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["spin"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(OnnxBackend, "load", load)
+    loader.load_backend(bert_dir, Settings(model=str(bert_dir), backend="onnx"))
+    loader.load_backend(bert_dir, Settings(models=(f"a={bert_dir}", f"b={bert_dir}"), backend="onnx"))
+    assert seen == [True, False]
