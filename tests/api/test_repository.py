@@ -187,12 +187,23 @@ async def test_budget_unloads_the_least_recently_used_idle_model(repository: Pat
         assert states == {"a": ModelState.READY, "b": ModelState.READY, "c": ModelState.UNAVAILABLE}
         assert (await client.get("/v2/health/ready")).status_code == 200
         await client.post("/models/a", json={"inputs": BERT_TEXT})  # b is now the least recently used
+        loaded_while_loading: list[list[str]] = []
+        real_loader = registry._loader
+        assert real_loader is not None
+
+        def loader(slot: Any) -> Any:
+            loaded_while_loading.append(sorted(s.name for s in registry.loaded()))
+            return real_loader(slot)
+
+        registry._loader = loader
         waited = await client.post(
             "/models/c", json={"inputs": BERT_TEXT}, headers={"x-wait-for-model": "true"}
         )
         assert waited.status_code == 200, waited.text
         states = {s.name: s.state for s in registry.slots}
         assert states == {"a": ModelState.READY, "b": ModelState.UNAVAILABLE, "c": ModelState.READY}
+        # The room was made before c loaded (its size is known from its folder): never three at once.
+        assert loaded_while_loading == [["a"]]
         assert metrics.registry.get_sample_value("maskserve_models_loaded") == 2
         assert metrics.registry.get_sample_value("maskserve_model_unloads_total", {"model_name": "b"}) == 1
     finally:

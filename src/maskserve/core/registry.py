@@ -56,6 +56,7 @@ class ModelRegistry:
         metrics: Metrics | None = None,
         retry_after_failure_s: float = 30.0,
         expected_load_s: Callable[[ModelSlot], float] | None = None,
+        size_of: Callable[[ModelSlot], int] | None = None,
     ) -> None:
         self._loader = loader
         self.budget = budget or Budget()
@@ -63,6 +64,8 @@ class ModelRegistry:
         self.metrics = metrics
         self.retry_after_failure_s = retry_after_failure_s
         self._expected_load_s = expected_load_s or (lambda slot: slot.expected_load_s)
+        # A model's weight bytes before it loads (a local folder's files; 0 when it must be fetched first).
+        self._size_of = size_of or (lambda slot: 0)
         self._slots: dict[str, ModelSlot] = {}
         self._loads: dict[str, asyncio.Task[None]] = {}
         # The models asked for at start: server readiness waits for them.
@@ -200,6 +203,8 @@ class ModelRegistry:
         started = time.monotonic()
         metrics = self.metrics.for_model(slot.name) if self.metrics is not None else None
         try:
+            # Room first, when the size is known: the budget holds while the new model loads.
+            await self._make_room(exclude=slot, adding=await asyncio.to_thread(self._size_of, slot))
             engine = await _in_daemon_thread(loader, slot)
         except MaskserveError as exc:
             # A load error names its status (404 not found, 400 not a fill-mask model, 502 the Hub); any

@@ -53,6 +53,7 @@ def build_registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
         hub_patterns=settings.hub_patterns(),
         metrics=metrics,
         expected_load_s=expected,
+        size_of=lambda slot: _local_weight_bytes(slot.source),
     )
     specs: list[tuple[str, str]] = []
     if not settings.several_models:
