@@ -12,6 +12,16 @@ import pytest
 MLM_FAMILIES = ("bert", "roberta", "xlmr")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _onnx_builds_in_process() -> None:
+    """In-process tests build ONNX graphs in-process, where they can patch the build and skip a child's
+    start-up; servers started as processes build in a child as deployed (tests/backends/test_onnx_child.py
+    covers that path in-process too)."""
+    from maskserve.backends import onnx_backend
+
+    onnx_backend.BUILD_IN_CHILD = False
+
+
 # --- tiny model directories: session-scoped, built once, treat as read-only ---
 # support.models is imported inside the fixtures because it imports transformers (about 10 s here);
 # tests that need no model then never pay for it.

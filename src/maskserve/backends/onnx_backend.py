@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from maskserve.backends import onnx_child as _child
 from maskserve.backends import onnx_export as _export
 from maskserve.backends import onnx_quantize as _quantize
 from maskserve.backends import onnx_session as _session
@@ -24,6 +25,9 @@ from maskserve.domain import Float32Array
 logger = logging.getLogger(__name__)
 
 _MISSING_ORT = "--backend onnx needs onnxruntime: pip install 'maskserve[onnx]'"
+# Builds run in a child process, which returns their memory when it exits (backends/onnx_child.py); the
+# test suite builds in-process, where it can patch the build.
+BUILD_IN_CHILD = True
 
 
 def _import_ort() -> Any:
@@ -79,9 +83,18 @@ class OnnxBackend:
                 entry = _export.cache_root(path, cache_dir) / name
                 logger.info("quantizing %s to int8 (once; cached in %s)", path, entry.parent)
                 with _export.building(entry) as scratch:
-                    _quantize.build_int8(
-                        source, scratch, reduce=reduce, recipe=recipe, model_dir=path, calibration=calibration
-                    )
+                    if BUILD_IN_CHILD:
+                        flags = ["1" if reduce else "0", _child.recipe_json(recipe), str(calibration or "")]
+                        _child.run_child(["int8", str(path), str(scratch), str(source), *flags])
+                    else:
+                        _quantize.build_int8(
+                            source,
+                            scratch,
+                            reduce=reduce,
+                            recipe=recipe,
+                            model_dir=path,
+                            calibration=calibration,
+                        )
             else:
                 entry = found
         else:
@@ -140,6 +153,11 @@ def _ensure_fp32(
         "exporting %s to ONNX (once; cached in %s); the server is ready once it is done", path, entry.parent
     )
     with _export.building(entry) as scratch:
-        _export.build_fp32(ort, path, scratch, threads=threads, trust_remote_code=trust_remote_code)
+        if BUILD_IN_CHILD:
+            _child.run_child(
+                ["fp32", str(path), str(scratch), str(threads), "1" if trust_remote_code else "0"]
+            )
+        else:
+            _export.build_fp32(ort, path, scratch, threads=threads, trust_remote_code=trust_remote_code)
     logger.info("exported %s to ONNX in %.1f s", path, time.perf_counter() - started)
     return entry
