@@ -239,8 +239,8 @@ class ModelRegistry:
         if metrics is not None:
             metrics.observe_load(time.monotonic() - started, ok=False)
 
-    def fits(self, adding: int, *, models: int | None = None) -> bool:
-        count = len(self.loaded()) if models is None else models
+    def fits(self, adding: int) -> bool:
+        count = len(self.loaded())
         budget = self.budget
         if budget.max_models is not None and count + 1 > budget.max_models:
             return False
@@ -300,6 +300,16 @@ class ModelRegistry:
         except ModelNotReady:
             self._raise_if_failed(slot)  # the load it waited for failed: say why, with its status
             raise
+
+    async def kserve_engine(self, slot: ModelSlot, max_wait_s: float) -> Engine:
+        """The engine for V1 and V2 (REST and gRPC): a model that is not loaded starts loading and the request
+        waits for it, up to ``max_wait_s``; a model still loading since start-up answers KServe's 503 at
+        once (as KServe's server does, which is not ready yet either)."""
+        if slot.state is ModelState.LOADING and slot.name in self.start_names:
+            return self.engine_or_raise(slot, start=False)
+        if slot.engine is not None and slot.state in (ModelState.READY, ModelState.STOPPING):
+            return slot.engine_or_raise()
+        return await self.wait_loaded(slot, max_wait_s)
 
     def engine_or_raise(self, slot: ModelSlot, *, start: bool, loading_message: str | None = None) -> Engine:
         """The engine now, or a 503 with the estimate (starting the load when ``start``); a failed load

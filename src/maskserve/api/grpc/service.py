@@ -27,7 +27,7 @@ from maskserve.core import dataplane
 from maskserve.core.answer_size import AnswerLimit
 from maskserve.core.engine import Engine
 from maskserve.core.registry import ModelRegistry, as_registry
-from maskserve.core.slot import ModelSlot, ModelState
+from maskserve.core.slot import ModelSlot
 from maskserve.errors import MaskserveError, NotFound
 from maskserve.protocols import v2
 
@@ -127,15 +127,8 @@ class InferenceServicer:
         return slot
 
     async def _engine_for(self, name: str, version: str = "") -> Engine:
-        """As V2 over REST: a model that is not loaded loads and the call waits (--max_wait_for_model_s);
-        one still loading since start-up answers UNAVAILABLE at once."""
-        slot = self._check(name, version)
-        registry = self.registry
-        if slot.state is ModelState.LOADING and slot.name in registry.start_names:
-            return registry.engine_or_raise(slot, start=False)
-        if slot.engine is not None and slot.state in (ModelState.READY, ModelState.STOPPING):
-            return slot.engine_or_raise()
-        return await registry.wait_loaded(slot, self.max_wait_for_model_s)
+        """As V2 over REST: a model that is not loaded loads and the call waits (--max_wait_for_model_s)."""
+        return await self.registry.kserve_engine(self._check(name, version), self.max_wait_for_model_s)
 
     @_status_mapped
     async def ServerLive(  # noqa: N802 (the protocol's method name)

@@ -10,7 +10,7 @@ from fastapi import Request
 
 from maskserve.core.engine import Engine
 from maskserve.core.registry import ModelRegistry
-from maskserve.core.slot import ModelSlot, ModelState
+from maskserve.core.slot import ModelSlot
 from maskserve.protocols.common import parse_flag
 
 T = TypeVar("T")
@@ -27,17 +27,10 @@ def slot_for(request: Request, name: str) -> ModelSlot:
 
 
 async def engine_for(request: Request, name: str) -> Engine:
-    """The engine serving ``name``, for V1 and V2. A model that is not loaded starts loading and the request
-    waits for it, up to --max_wait_for_model_s; a model still loading since start-up answers KServe's 503
-    at once (as KServe's server, which is not ready yet either)."""
+    """The engine serving ``name`` for V1 and V2, waiting for a load up to --max_wait_for_model_s."""
     registry = registry_of(request)
-    slot = registry.get(name)
-    if slot.state is ModelState.LOADING and slot.name in registry.start_names:
-        return registry.engine_or_raise(slot, start=False)
-    if slot.state is ModelState.READY or (slot.engine is not None and slot.state is ModelState.STOPPING):
-        return slot.engine_or_raise()
     limit: float = request.app.state.max_wait_for_model_s
-    return await registry.wait_loaded(slot, limit)
+    return await registry.kserve_engine(registry.get(name), limit)
 
 
 async def hf_engine(request: Request, name: str | None, wait_option: bool | None) -> Engine:
