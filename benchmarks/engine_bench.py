@@ -23,7 +23,7 @@ import workload
 
 def load_engine(model: str, options: dict[str, Any]) -> Any:
     from maskserve.config import Settings
-    from maskserve.core.loader import load_engine as load
+    from maskserve.core.repository import load_engine as load
 
     # Settings ignores unknown fields, so say when a requested option has no field to land in.
     for key in options:

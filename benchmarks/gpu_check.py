@@ -17,8 +17,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from maskserve.config import Settings
-from maskserve.core.loader import load_engine
-from maskserve.domain import FillMaskParams
+from maskserve.core.context import RequestContext
+from maskserve.core.repository import load_engine
+from maskserve.params import FillMaskParams
 from workload import sentences
 
 # Relative tolerance of the pipeline's scores per dtype: float16 keeps 10-11 bits, bfloat16 7-8.
@@ -47,7 +48,7 @@ def pipeline_parity(model: str, dtype: str, texts: list[str]) -> tuple[int, int]
 
     async def ours() -> list[list[list[object]]]:
         try:
-            return await engine.fill_mask(texts, FillMaskParams(top_k=5), use_cache=False)
+            return await engine.fill_mask(texts, FillMaskParams(top_k=5), RequestContext(use_cache=False))
         finally:
             await engine.aclose()
 

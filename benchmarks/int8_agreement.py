@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from maskserve.config import Settings
-from maskserve.core.loader import load_engine
+from maskserve.core.repository import load_engine
 from workload import sentences
 
 

@@ -29,7 +29,7 @@ from maskserve.backends import onnx_quantize
 from maskserve.backends.onnx_backend import OnnxBackend
 from maskserve.backends.onnx_quantize import Int8Recipe
 from maskserve.config import Settings
-from maskserve.core.loader import load_engine
+from maskserve.core.repository import load_engine
 from workload import sentences
 
 WORDNET = Path("/usr/share/wordnet")

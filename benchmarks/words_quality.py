@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from maskserve.config import Settings
+from maskserve.core.context import RequestContext
 from maskserve.core.engine import Engine
-from maskserve.core.loader import load_engine
-from maskserve.domain import FillMaskParams
+from maskserve.core.repository import load_engine
+from maskserve.params import FillMaskParams
 
 WORDNET = Path("/usr/share/wordnet")
 SEED = 20261204
@@ -90,7 +91,7 @@ def build_sets(engine: Engine, sentences: Sequence[str], n: int) -> dict[str, li
 
 
 async def _first(engine: Engine, text: str, params: FillMaskParams) -> Any:
-    (result,) = await engine.fill_mask([text], params, use_cache=False)
+    (result,) = await engine.fill_mask([text], params, RequestContext(use_cache=False))
     return result
 
 
@@ -142,7 +143,7 @@ async def _rate(engine: Engine, texts: Sequence[str], params: FillMaskParams, cl
 
     async def client() -> None:
         while queue:
-            await engine.fill_mask([queue.pop()], params, use_cache=False)
+            await engine.fill_mask([queue.pop()], params, RequestContext(use_cache=False))
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -173,7 +174,7 @@ async def cost(engine: Engine, sets: dict[str, list[Any]]) -> None:
         async def client(todo: list[str] = queue, params: dict[str, FillMaskParams] = params_of) -> None:
             while todo:
                 text = todo.pop()
-                await engine.fill_mask([text], params[text], use_cache=False)
+                await engine.fill_mask([text], params[text], RequestContext(use_cache=False))
 
         await asyncio.gather(*(client() for _ in range(8)))
         rate = len(params_of) / (time.perf_counter() - started)

@@ -1,9 +1,13 @@
 """Shared fixtures. Tiny model directories are built once per session from tests/support/models.py."""
 
 import os
+import tempfile
 
 # Must precede any transformers / huggingface_hub import: the hub reads it at import time.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# maskserve's user cache (built ONNX graphs, downloads) for this run only, never the user's own; servers the
+# tests start inherit it.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="maskserve-tests-cache-")
 
 from pathlib import Path
 
@@ -17,9 +21,9 @@ def _onnx_builds_in_process() -> None:
     """In-process tests build ONNX graphs in-process, where they can patch the build and skip a child's
     start-up; servers started as processes build in a child as deployed (tests/backends/test_onnx_child.py
     covers that path in-process too)."""
-    from maskserve.backends import onnx_backend
+    from maskserve.backends import child
 
-    onnx_backend.BUILD_IN_CHILD = False
+    child.IN_PROCESS = True
 
 
 # --- tiny model directories: session-scoped, built once, treat as read-only ---

@@ -209,7 +209,7 @@ def test_model_repository_flags() -> None:
     )
     assert s.several_models
     assert s.model_specs() == [("bert", "hf://google-bert/bert-base-uncased"), ("mine", "./mine")]
-    assert s.hub_patterns() == ("google-bert/*", "FacebookAI/xlm-roberta-base")
+    assert s.hub_models == ("google-bert/*", "FacebookAI/xlm-roberta-base")
     assert s.memory_budget_bytes() == 8 * 1024**3
     assert s.max_models == 2
     assert s.enable_repository_api is True
@@ -230,3 +230,19 @@ def test_model_repository_flags_are_checked(
     with pytest.raises(SystemExit):
         main(["serve", *argv])
     assert message in capsys.readouterr().err
+
+
+def test_every_setting_has_a_flag_group_and_commands_take_theirs() -> None:
+    from maskserve.config import GROUPS, MODEL_GROUPS, ModelSettings
+
+    groups = {name: f.json_schema_extra["group"] for name, f in Settings.model_fields.items()}  # type: ignore[index]
+    assert set(groups.values()) <= set(GROUPS)
+    # A model's settings are the model groups and batching: nothing of the server's.
+    assert {groups[name] for name in ModelSettings.model_fields} == {*MODEL_GROUPS, "batching"}
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    predict = {a.dest for a in commands["predict"]._actions} & set(groups)
+    assert predict == {name for name, group in groups.items() if group in {*MODEL_GROUPS, "logging"}}
+    serve = {a.dest for a in commands["serve"]._actions} & set(groups)
+    assert serve == set(groups)
+    download = {a.dest for a in commands["download"]._actions} & set(groups)
+    assert download == {"model_revision", "cache_dir", "quantize"}

@@ -119,3 +119,6 @@ def test_sigterm_stops_cleanly(server: tuple[str, subprocess.Popen[bytes], int])
     output = proc.stdout.read().decode() if proc.stdout else ""
     assert "Traceback" not in output
     assert "--enable_docs_url is a KServe flag" in output
+    # The links, once, after the model loaded (the line that says so comes first).
+    assert output.count("/playground") == 1
+    assert output.index("loaded in") < output.index("/playground")

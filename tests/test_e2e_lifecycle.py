@@ -42,7 +42,8 @@ def test_a_model_that_cannot_load_exits_non_zero_with_the_reason(not_mlm_dir: Pa
     output = proc.stdout.read().decode() if proc.stdout else ""
     assert code == 1, output
     assert "cannot serve the model" in output
-    assert "not a masked language model" in output or "ForMaskedLM" in output
+    assert output.count("is not a masked language model") == 1, output  # the reason, once
+    assert "/playground" not in output  # no links to a server that is about to stop
 
 
 _INFLIGHT = "maskserve_inflight_requests"

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "maskserve"
 LAYERS: dict[str, int] = {
     "domain": 0,
     "errors": 0,
+    "params": 0,
     "config": 1,
     "logs": 1,
     "protocols": 2,
@@ -90,12 +91,19 @@ def test_checker_catches_an_upward_import(tmp_path: Path) -> None:
     assert len(found) == 3, found
 
 
-@pytest.mark.parametrize("name", ["domain", "errors", "config"])
+@pytest.mark.parametrize("name", ["domain", "errors", "params", "config"])
 def test_bottom_layers_do_not_import_frameworks(name: str) -> None:
-    source = (PACKAGE / f"{name}.py").read_text(encoding="utf-8")
-    for framework in ("fastapi", "starlette", "torch", "grpc", "transformers"):
-        assert f"import {framework}" not in source
-        assert f"from {framework}" not in source
+    paths = (
+        [PACKAGE / f"{name}.py"]
+        if (PACKAGE / f"{name}.py").is_file()
+        else sorted((PACKAGE / name).rglob("*.py"))
+    )
+    assert paths, name
+    for path in paths:
+        source = path.read_text(encoding="utf-8")
+        for framework in ("fastapi", "starlette", "torch", "grpc", "transformers"):
+            assert f"import {framework}" not in source, path
+            assert f"from {framework}" not in source, path
 
 
 @pytest.mark.parametrize("folder", ["protocols", "backends", "core"])

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from maskserve import __version__
-from maskserve.config import Settings
+from maskserve.config import GROUPS, MODEL_GROUPS, Settings
 from maskserve.logs import configure_logging
 
 logger = logging.getLogger("maskserve")
@@ -69,55 +69,47 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
-# What `maskserve predict` reads of the settings: the model and how it is loaded and run, nothing of the
-# server's (ports, keys, batching, limits), so that its --help lists only flags that change its answer.
-PREDICT_SETTINGS = (
-    "model",
-    "model_revision",
-    "tokenizer_revision",
-    "cache_dir",
-    "trust_remote_code",
-    "max_length",
-    "disable_lower_case",
-    "truncation",
-    "dtype",
-    "device",
-    "backend",
-    "quantize",
-    "quantize_calibration",
-    "threads",
-    "onnx_cache_dir",
-    "log_level",
-)
-
-
-def add_settings_arguments(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+def add_settings_arguments(
+    parser: argparse.ArgumentParser,
+    groups: Sequence[str] = tuple(GROUPS),
+    *,
+    only: Sequence[str] | None = None,
+) -> None:
+    """A flag per settings field of ``groups`` (or per field named in ``only``), under a heading per group."""
+    headings: dict[str, argparse._ArgumentGroup] = {}
     for name, field in Settings.model_fields.items():
-        if only is not None and name not in only:
-            continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        kind = _base_type(field.annotation)
-        default_note = f" (default: {field.default})" if field.default not in (None, False, ()) else ""
-        kwargs: dict[str, Any] = {
-            "dest": name,
-            "default": argparse.SUPPRESS,
-            "help": f"{field.description}{default_note}",
-        }
-        if extra.get("positional"):
-            parser.add_argument(
-                name, nargs="?", metavar=name.upper(), **{k: v for k, v in kwargs.items() if k != "dest"}
-            )
+        group = str(extra.get("group"))
+        if (only is not None and name not in only) or (only is None and group not in groups):
             continue
-        if kind is bool:
-            kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
-        elif typing.get_origin(kind) in (tuple, list):
-            kwargs.update(action="append", type=str)
-        elif typing.get_origin(kind) is typing.Literal:
-            kwargs.update(choices=list(typing.get_args(kind)))
-        else:
-            kwargs.update(type=kind)
-        aliases = [str(a) for a in extra.get("aliases", [])]  # type: ignore[union-attr]
-        parser.add_argument(f"--{name}", *aliases, **kwargs)
+        if group not in headings:
+            headings[group] = parser.add_argument_group(GROUPS[group])
+        _add_argument(headings[group], name, field, extra)
+
+
+def _add_argument(parser: argparse._ArgumentGroup, name: str, field: Any, extra: dict[str, Any]) -> None:
+    kind = _base_type(field.annotation)
+    default_note = f" (default: {field.default})" if field.default not in (None, False, ()) else ""
+    kwargs: dict[str, Any] = {
+        "dest": name,
+        "default": argparse.SUPPRESS,
+        "help": f"{field.description}{default_note}",
+    }
+    if extra.get("positional"):
+        parser.add_argument(
+            name, nargs="?", metavar=name.upper(), **{k: v for k, v in kwargs.items() if k != "dest"}
+        )
+        return
+    if kind is bool:
+        kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
+    elif typing.get_origin(kind) in (tuple, list):
+        kwargs.update(action="append", type=str)
+    elif typing.get_origin(kind) is typing.Literal:
+        kwargs.update(choices=list(typing.get_args(kind)))
+    else:
+        kwargs.update(type=kind)
+    aliases = [str(a) for a in extra.get("aliases", [])]
+    parser.add_argument(f"--{name}", *aliases, **kwargs)
 
 
 def _add_kserve_compat(parser: argparse.ArgumentParser) -> None:
@@ -143,9 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maskserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser(
-        "serve", help="start the HTTP server", formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    serve = commands.add_parser("serve", help="start the HTTP server")
     add_settings_arguments(serve)
     _add_kserve_compat(serve)
 
@@ -155,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load MODEL, fill the masks of TEXT and print the candidates as JSON (no server).",
         usage="maskserve predict MODEL TEXT [--top_k K] [--targets WORD [WORD ...]] [options]",
     )
-    add_settings_arguments(predict, only=PREDICT_SETTINGS)
+    # What changes a one-off answer: the model, its tokenization and compute, and the log level. No server
+    # flag (ports, keys, batching, limits), so that --help lists only flags that matter here.
+    add_settings_arguments(predict, (*MODEL_GROUPS, "logging"))
     predict.add_argument(
         "text",
         nargs="?",
@@ -187,25 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     download.add_argument("uri", metavar="URI", help="where the model is")
     download.add_argument("dir", metavar="DIR", help="where to put it: missing or empty, unless --force")
-    download.add_argument("--revision", default=None, help="Hub branch, tag or commit (hf:// sources only)")
     download.add_argument("--force", action="store_true", help="replace DIR when it is not empty")
-    download.add_argument(
-        "--cache_dir",
-        default=None,
-        help="Hub download cache, where an interrupted Hub download resumes (default: HF_HOME)",
-    )
     download.add_argument(
         "--export",
         choices=["onnx"],
         default=None,
         help="also build the ONNX graph into DIR/.maskserve-onnx: a server then starts without exporting",
     )
-    download.add_argument(
-        "--quantize",
-        choices=["none", "int8"],
-        default="none",
-        help="with --export onnx: build the int8 graph too",
-    )
+    # The model's own flags that a download reads: which revision, where the Hub cache is, and (with
+    # --export) whether to build the int8 graph too.
+    add_settings_arguments(download, only=("model_revision", "cache_dir", "quantize"))
     return parser
 
 
@@ -215,13 +198,14 @@ def run_download(args: argparse.Namespace) -> int:
     from maskserve.errors import ModelLoadError
     from maskserve.storage import download_model
 
+    revision, cache_dir = getattr(args, "model_revision", None), getattr(args, "cache_dir", None)
     try:
         path = download_model(
             args.uri,
             Path(args.dir),
-            revision=args.revision,
+            revision=revision,
             force=args.force,
-            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            cache_dir=Path(cache_dir) if cache_dir else None,
         )
     except ModelLoadError as exc:
         print(f"maskserve download: {exc}", file=sys.stderr)
@@ -231,7 +215,7 @@ def run_download(args: argparse.Namespace) -> int:
         return 130
     if args.export == "onnx":
         try:
-            export_onnx_beside(path, quantize=args.quantize)
+            export_onnx_beside(path, quantize=getattr(args, "quantize", "none"))
         except (ValueError, ImportError) as exc:
             print(
                 f"maskserve download: the model is in {path}, but its ONNX export failed: {exc}",
@@ -245,9 +229,10 @@ def run_download(args: argparse.Namespace) -> int:
 def export_onnx_beside(path: Path, *, quantize: str) -> None:
     """Build the ONNX graphs (fp32, and int8 when asked) into ``path/.maskserve-onnx``, where a server that
     serves ``path`` finds them, even from a read-only mount such as KServe's /mnt/models."""
+    from maskserve.backends.cache import BESIDE_MODEL
     from maskserve.backends.onnx_backend import OnnxBackend
 
-    cache = path / ".maskserve-onnx"
+    cache = path / BESIDE_MODEL
     OnnxBackend.load(path, cache_dir=cache)
     if quantize == "int8":
         OnnxBackend.load(path, cache_dir=cache, quantize="int8")

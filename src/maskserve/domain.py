@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-DEFAULT_TOP_K = 5
 
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]
@@ -23,37 +21,22 @@ class OutputMode(str, Enum):
     LOGITS = "logits"
 
 
-DEFAULT_MAX_SUBWORDS = 3
-DEFAULT_NUM_BEAMS = 5
-
-TargetScoring = Literal["first_token", "word"]
-Decoding = Literal["independent", "joint"]
+# The tasks a request may ask for, by the names the protocols use for them.
+TASK_FILL_MASK = "fill-mask"
+# KServe's answer to a fill-mask request without parameters: top-1 text, or every token's probability/logit.
+TASK_KSERVE_FILL_MASK = "kserve-fill-mask"
 
 
 @dataclass(frozen=True)
-class FillMaskParams:
-    """Normalised request parameters; ``targets`` is None when the caller gave none. The defaults are the
-    pipeline's behaviour; the word options (docs/words.md) are opt-in."""
+class TaskCall:
+    """What a request asks of a model, as a protocol reads it: the task, its texts and its parameters (the
+    task's :class:`maskserve.params.TaskParams`)."""
 
-    top_k: int = DEFAULT_TOP_K
-    targets: tuple[str, ...] | None = None
-    # "word": each target scored as the whole word it is, over all of its pieces.
-    target_scoring: TargetScoring = "first_token"
-    # A mask may stand for a whole word of 1..max_subwords pieces.
-    whole_word: bool = False
-    max_subwords: int = DEFAULT_MAX_SUBWORDS
-    # "joint": several masks decoded together by a left-to-right beam search.
-    decoding: Decoding = "independent"
-    num_beams: int | None = None
-
-    @property
-    def words(self) -> bool:
-        """Whether the request asks for one of the word algorithms instead of the pipeline's."""
-        return self.target_scoring == "word" or self.whole_word or self.decoding == "joint"
-
-    @property
-    def beams(self) -> int:
-        return self.num_beams if self.num_beams is not None else max(self.top_k, DEFAULT_NUM_BEAMS)
+    task: str
+    texts: list[str]
+    params: Any
+    # What the client should hear about its request before any answer (a parameter that was ignored).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +124,8 @@ class ModelInfo:
     backend: str
     dtype: str
     aliases: tuple[str, ...] = field(default=())
+    # The backend's name in V2 model metadata (Triton's platform names where there is one).
+    platform: str = ""
 
     def answers_to(self, name: str) -> bool:
         return name in (self.name, self.model_id) or name in self.aliases

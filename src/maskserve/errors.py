@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+CLIPPED_CHARS = 40
+
+
+def clip(text: str) -> str:
+    """``text`` cut to its first characters: messages quote what the client sent (a tensor name, a
+    parameter), which can be megabytes long."""
+    return text if len(text) <= CLIPPED_CHARS else text[:CLIPPED_CHARS] + "..."
+
+
+def preview(value: Any) -> str:
+    """``repr(value)``, clipped."""
+    return clip(repr(value))
+
 
 class MaskserveError(Exception):
     """Base error: ``status`` is the HTTP status a transport should answer with."""
@@ -90,6 +105,16 @@ class NotAFillMaskModel(ModelLoadError):
     """The model exists but cannot fill masks (no masked-LM head, no mask token)."""
 
     status = 400
+
+
+class ModelTooLarge(ModelLoadError):
+    """The model alone is more than the model budget (--memory_budget) allows: it can never load here."""
+
+    status = 507
+
+
+class ModelUnloaded(ModelNotReady):
+    """The model was unloaded between a request finding it and using it; the request looks again."""
 
 
 class UpstreamError(ModelLoadError):

@@ -12,12 +12,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from maskserve.config import Settings
-from maskserve.domain import FillMaskParams, InputPredictions
+from maskserve.domain import InputPredictions
 from maskserve.errors import MaskserveError, ModelLoadError
 from maskserve.logs import configure_logging
+from maskserve.params import FillMaskParams
 
 if TYPE_CHECKING:
     from maskserve.core.engine import Engine
+    from maskserve.core.registry import ModelRegistry
 
 logger = logging.getLogger("maskserve")
 
@@ -79,6 +81,34 @@ def _cannot_bind(what: str, host: str, port: int, flag: str, reason: str, hint: 
     return EXIT_CANNOT_BIND
 
 
+def _links(settings: Settings, port: int) -> str:
+    shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+    base = f"http://{shown}:{port}"
+    pages = f"API docs at {base}/docs" + (
+        f", playground at {base}/playground" if settings.enable_playground else ""
+    )
+    return f"HTTP (KServe V1, V2, HF Inference API) on {base}; {pages}"
+
+
+async def _start_grpc(settings: Settings, registry: ModelRegistry) -> Any:
+    """The gRPC server, or None when it is off; RuntimeError when its port cannot be had."""
+    if not settings.enable_grpc:
+        return None
+    from maskserve.api.grpc.service import start_grpc_server
+
+    server, _ = await start_grpc_server(
+        registry,
+        host=settings.host,
+        port=settings.grpc_port,
+        max_send_message_length=settings.grpc_max_send_message_length,
+        max_receive_message_length=settings.grpc_max_receive_message_length,
+        api_keys=settings.api_keys(),
+        protect_health=settings.protect_health,
+        max_wait_for_model_s=settings.max_wait_for_model_s,
+    )
+    return server
+
+
 async def _serve(settings: Settings) -> int:
     """HTTP and gRPC in one event loop: the engine's batcher belongs to the loop that runs it."""
     import uvicorn
@@ -113,8 +143,8 @@ async def _serve(settings: Settings) -> int:
 
         def on_state(state: ModelState) -> None:
             nonlocal exit_code
-            if state is ModelState.FAILED:
-                logger.error("cannot serve the model: %s", only.error)
+            if state is ModelState.FAILED:  # the registry has logged why
+                logger.error("cannot serve the model, so the server stops (exit status 1)")
                 exit_code = 1
                 http.should_exit = True
 
@@ -125,38 +155,32 @@ async def _serve(settings: Settings) -> int:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return _cannot_bind("HTTP", settings.host, settings.http_port, "--http_port", reason, "")
-    shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
-    base = f"http://{shown}:{http_socket.getsockname()[1]}"
-    pages = f"API docs at {base}/docs" + (
-        f", playground at {base}/playground" if settings.enable_playground else ""
-    )
-    logger.info("HTTP (KServe V1, V2, HF Inference API) on %s; %s", base, pages)
-    grpc_server = None
-    if settings.enable_grpc:
-        from maskserve.api.grpc.service import start_grpc_server
+    links = _links(settings, http_socket.getsockname()[1])
+    announced = False
 
-        try:
-            grpc_server, _ = await start_grpc_server(
-                registry,
-                host=settings.host,
-                port=settings.grpc_port,
-                max_send_message_length=settings.grpc_max_send_message_length,
-                max_receive_message_length=settings.grpc_max_receive_message_length,
-                api_keys=settings.api_keys(),
-                protect_health=settings.protect_health,
-                max_wait_for_model_s=settings.max_wait_for_model_s,
-            )
-        except RuntimeError:  # grpc says only "Failed to bind to address ..."
-            http_socket.close()
-            return _cannot_bind(
-                "gRPC",
-                settings.host,
-                settings.grpc_port,
-                "--grpc_port",
-                "the port is in use or not allowed",
-                " or turn gRPC off with --enable_grpc false",
-            )
+    def announce(ready: bool) -> None:
+        # The links once the models are being served, not while a model that may never load is loading.
+        nonlocal announced
+        if ready and not announced and not http.should_exit:
+            announced = True
+            logger.info("%s", links)
+
+    try:
+        grpc_server = await _start_grpc(settings, registry)
+    except RuntimeError:  # grpc says only "Failed to bind to address ..."
+        http_socket.close()
+        return _cannot_bind(
+            "gRPC",
+            settings.host,
+            settings.grpc_port,
+            "--grpc_port",
+            "the port is in use or not allowed",
+            " or turn gRPC off with --enable_grpc false",
+        )
+    registry.add_listener(announce)
     loading = asyncio.ensure_future(load_at_start(registry))
+    # Several models of which none loaded at start still serve (on request, the repository API).
+    loading.add_done_callback(lambda _: announce(True))
     try:
         await http.serve(sockets=[http_socket])
     finally:
@@ -169,8 +193,8 @@ async def _serve(settings: Settings) -> int:
 
 
 def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | None) -> int:
-    from maskserve.core.loader import load_engine
-    from maskserve.core.outcome import RequestOutcome
+    from maskserve.core.context import RequestContext
+    from maskserve.core.repository import load_engine
     from maskserve.protocols.common import dumps
     from maskserve.protocols.hf import render_hf_response
 
@@ -182,12 +206,12 @@ def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | N
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     params = FillMaskParams(top_k=top_k, targets=tuple(targets) if targets else None)
 
-    outcome = RequestOutcome()
+    ctx = RequestContext()
 
     async def run() -> list[InputPredictions]:
         engine: Engine = load_engine(settings)
         try:
-            return await engine.fill_mask([text], params, outcome=outcome)
+            return await engine.fill_mask([text], params, ctx)
         finally:
             await engine.aclose()
 
@@ -196,7 +220,7 @@ def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | N
     except MaskserveError as exc:
         print(f"maskserve: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, ModelLoadError) else 2
-    for warning in outcome.warnings:
+    for warning in ctx.warnings:
         print(f"maskserve: warning: {warning}", file=sys.stderr)
     sys.stdout.write(dumps(render_hf_response(results, unwrap=True)).decode() + "\n")
     return 0

@@ -75,6 +75,23 @@ async def test_v1_and_v2_rest_carry_the_warning(client: httpx.AsyncClient) -> No
     assert plain.json()["parameters"] is None
 
 
+async def test_unknown_v1_and_v2_parameters_are_accepted_with_a_warning_naming_them(
+    client: httpx.AsyncClient,
+) -> None:
+    v1 = await client.post("/v1/models/bert:predict", json={"instances": [TEXT], "parameters": {"topk": 3}})
+    assert v1.status_code == 200  # KServe clients send extension keys: accepted, as KServe does
+    assert v1.json()["predictions"] == [
+        (await client.post("/v1/models/bert:predict", json={"instances": [TEXT]})).json()["predictions"][0]
+    ]
+    (warning,) = v1.headers.get_list("warning")
+    assert "parameter 'topk' in 'parameters' is not a fill-mask parameter and was ignored" in warning
+    assert "top_k" in warning  # the known ones, so the fix is plain
+    v2 = await client.post("/v2/models/bert/infer", json=_v2_body({"topk": 3, "binary_data_output": False}))
+    assert v2.status_code == 200
+    assert "'topk'" in v2.json()["parameters"]["warning"]
+    assert "binary_data_output" not in v2.headers["warning"]  # the binary extension's own key is no mistake
+
+
 async def test_a_replaced_target_is_logged_once_and_without_the_word(
     bert_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from maskserve.api.http.app import create_app
-from maskserve.core.loader import load_engine
+from maskserve.core.repository import load_engine
 from support.engines import settings_for
 
 

@@ -14,7 +14,7 @@ import pytest
 from maskserve.api.http.app import create_app
 from maskserve.backends.base import EncodedBatch
 from maskserve.core.engine import Engine
-from maskserve.core.loader import load_engine
+from maskserve.core.repository import load_engine
 from maskserve.domain import Float32Array
 from support.engines import settings_for
 from support.waiting import HANG_S, set_within, until
@@ -31,6 +31,7 @@ class GatedBackend:
             inner.dtype,
             inner.device,
         )
+        self.splits_by_length = inner.splits_by_length
         self.gate = threading.Event()
         self.started = threading.Event()
         self.batches: list[int] = []

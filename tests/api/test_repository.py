@@ -1,6 +1,7 @@
 """Several models in one server: a repository folder and --model NAME=URI, every route by name, the
-repository API, the budget (least recently used idle model unloaded, never a busy one), a model that fails
-to load beside others that serve, and one model's flood not holding up another."""
+repository API, the budget (least recently used idle model unloaded; when every model is busy, one drains and
+goes, never a model beside the budget), a model that fails to load beside others that serve, and one model's
+flood not holding up another."""
 
 from __future__ import annotations
 
@@ -170,8 +171,11 @@ def _loads(metrics: Metrics, name: str) -> float:
 async def test_repository_api_is_off_by_default(repository: Path) -> None:
     registry, client, _ = await _serve(models=(f"bert={repository / 'bert'}",))
     try:
-        assert (await client.post("/v2/repository/index")).status_code == 404
-        assert (await client.post("/v2/repository/models/bert/unload")).status_code == 404
+        for path in ("/v2/repository/index", "/v2/repository/models/bert/unload"):
+            answer = await client.post(path)
+            assert answer.status_code == 404
+            assert "--enable_repository_api" in answer.json()["error"]  # why, and what to change
+        assert registry.get("bert").state is ModelState.READY
     finally:
         await client.aclose()
         await registry.aclose()
@@ -211,7 +215,7 @@ async def test_budget_unloads_the_least_recently_used_idle_model(repository: Pat
         await registry.aclose()
 
 
-async def test_a_busy_model_is_never_unloaded_for_room(repository: Path) -> None:
+async def test_when_every_model_is_busy_the_budget_still_holds(repository: Path) -> None:
     registry, client, _ = await _serve(
         models=(f"a={repository / 'bert'}", f"b={repository / 'roberta'}"), max_models=1
     )
@@ -222,15 +226,17 @@ async def test_a_busy_model_is_never_unloaded_for_room(repository: Path) -> None
         gate = _hold(engine)
         busy = asyncio.ensure_future(client.post("/models/a", json={"inputs": "a busy [MASK] ."}))
         await until(lambda: engine.active == 1, "a's request is inside its engine")
-        other = await client.post(
-            "/models/b", json={"inputs": ROBERTA_TEXT}, headers={"x-wait-for-model": "true"}
+        other = asyncio.ensure_future(
+            client.post("/models/b", json={"inputs": ROBERTA_TEXT}, headers={"x-wait-for-model": "true"})
         )
-        # b loaded and answered while a was busy: a stays loaded (over the budget for a while), and its
-        # request completes.
-        assert other.status_code == 200
-        assert registry.get("a").state is ModelState.READY
+        # a stops taking new requests and finishes the one in flight; b waits for it, never loading beside it.
+        await until(lambda: registry.get("a").state is ModelState.UNLOADING, "a is on its way out")
+        assert [s.name for s in registry.loaded()] == ["a"]
+        assert not other.done()
         gate.set()
         assert (await busy).status_code == 200
+        assert (await other).status_code == 200
+        assert [s.name for s in registry.loaded()] == ["b"]
     finally:
         await client.aclose()
         await registry.aclose()

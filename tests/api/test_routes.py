@@ -90,7 +90,7 @@ async def test_v2_topk_outputs(client: httpx.AsyncClient, bert_dir: Path) -> Non
     assert outputs["score"]["datatype"] == "FP32"
     assert outputs["token"]["datatype"] == "INT64"
     assert all(o["shape"] == [2, 3] for o in outputs.values())
-    from maskserve.domain import FillMaskParams
+    from maskserve.params import FillMaskParams
 
     expected = await engine_for(bert_dir, model_name="bert").fill_mask(GUIDE_TEXTS, FillMaskParams(top_k=3))
     assert outputs["token"]["data"] == [p.token for r in expected for p in r[0]]
@@ -146,3 +146,10 @@ async def test_hf_unknown_model(client: httpx.AsyncClient) -> None:
     r = await client.post("/models/org/other-model", json={"inputs": "a [MASK]"})
     assert r.status_code == 404
     assert "other-model" in r.json()["error"]
+
+
+async def test_the_favicon_is_served(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/favicon.ico", follow_redirects=True)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("image/svg+xml")
+    assert answer.text.startswith("<svg")

@@ -3,7 +3,6 @@ as the engine; each option checked for type, range and combination with a 400 th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,8 @@ from maskserve.api.grpc import start_grpc_server
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from maskserve.api.http.app import create_app
-from maskserve.domain import FillMaskParams
+from maskserve.core.context import RequestContext
+from maskserve.params import FillMaskParams
 from maskserve.protocols.hf import render_input
 from support.engines import engine_for
 
@@ -51,7 +51,9 @@ async def client(bert_dir: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _expected(bert_dir: Path, text: str, params: FillMaskParams) -> list[Any]:
-    (result,) = await engine_for(bert_dir, model_name="bert").fill_mask([text], params, use_cache=False)
+    (result,) = await engine_for(bert_dir, model_name="bert").fill_mask(
+        [text], params, RequestContext(use_cache=False)
+    )
     return render_input(result)
 
 
@@ -88,7 +90,7 @@ async def test_grpc_parameters_select_the_word_options(
 ) -> None:
     if "targets" in raw:  # gRPC parameters are scalars: one target, as a string
         raw = {**raw, "targets": raw["targets"][-1]}
-        params = dataclasses.replace(params, targets=(raw["targets"],))
+        params = params.model_copy(update={"targets": (raw["targets"],)})
     expected = await _expected(bert_dir, text, params)
     server, port = await start_grpc_server(engine_for(bert_dir, model_name="bert"), host="127.0.0.1", port=0)
     try:

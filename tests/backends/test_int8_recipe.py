@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 
 from maskserve.backends import onnx_export, onnx_quantize, onnx_smooth
+from maskserve.backends.cache import find_entry
 from maskserve.backends.onnx_backend import OnnxBackend
 from maskserve.backends.onnx_quantize import Int8Recipe, calibration_feeds, with_calibration
 
@@ -21,7 +22,8 @@ from maskserve.backends.onnx_quantize import Int8Recipe, calibration_feeds, with
 def fp32_entry(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("onnx")
     OnnxBackend.load(bert_dir, cache_dir=cache)
-    (entry,) = cache.glob("*-fp32")
+    entry = find_entry(bert_dir, cache, f"{onnx_export.cache_key(bert_dir, None)}-fp32")
+    assert entry is not None  # built here, or found where an earlier test built it
     return entry
 
 

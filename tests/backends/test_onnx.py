@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from maskserve.backends import onnx_export, onnx_quantize
+from maskserve.backends import cache, onnx_export, onnx_quantize
 from maskserve.backends.base import EncodedBatch
 from maskserve.backends.onnx_backend import OnnxBackend
-from maskserve.domain import FillMaskParams
+from maskserve.core.context import RequestContext
+from maskserve.params import FillMaskParams
 from support.concurrency import assert_concurrent_calls_match_serial
 from support.engines import engine_for
 from support.models import build_bert
@@ -81,9 +83,10 @@ def test_cache_is_reused_and_keyed_by_the_weights(
 ) -> None:
     model = tmp_path / "model"
     shutil.copytree(bert_dir, model)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     batch = _batch(bert_dir, _texts(bert_dir))
     first = OnnxBackend.load(model).mask_logits(batch)
-    cache = model / ".maskserve-onnx"  # the default location, beside the weights
+    cache = tmp_path / "xdg" / "maskserve" / "onnx"  # the default location, the user's cache
     (entry,) = cache.iterdir()
     assert entry.name.endswith("-fp32")
     assert {p.name for p in entry.iterdir()} == {"model.onnx", "meta.json"}
@@ -92,13 +95,12 @@ def test_cache_is_reused_and_keyed_by_the_weights(
     def no_export(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
-    np.testing.assert_array_equal(OnnxBackend.load(model).mask_logits(batch), first)
-
-    build_bert(model, seed=1)  # same files, same sizes, other weights
-    with pytest.raises(AssertionError, match="exported again"):
-        OnnxBackend.load(model)
-    monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(onnx_export, "export_onnx", no_export)
+        np.testing.assert_array_equal(OnnxBackend.load(model).mask_logits(batch), first)
+        build_bert(model, seed=1)  # same files, same sizes, other weights
+        with pytest.raises(AssertionError, match="exported again"):
+            OnnxBackend.load(model)
     changed = OnnxBackend.load(model).mask_logits(batch)
     assert len(list(cache.iterdir())) == 2
     assert not np.allclose(changed, first)
@@ -112,8 +114,8 @@ def test_the_fused_graph_keeps_layer_norms_and_gelus_unfused(
 
     family, path = mlm_dir
     OnnxBackend.load(path, cache_dir=onnx_cache)
-    key = onnx_export.cache_key(path, None)
-    entry = onnx_cache / f"{key}-fp32"
+    entry = cache.find_entry(path, onnx_cache, f"{onnx_export.cache_key(path, None)}-fp32")
+    assert entry is not None
     assert json.loads((entry / "meta.json").read_text())["optimized"], family
     ops = {node.op_type for node in onnx.load(str(entry / "model.onnx")).graph.node}
     assert {"Attention", "LayerNormalization"} <= ops, family
@@ -122,13 +124,18 @@ def test_the_fused_graph_keeps_layer_norms_and_gelus_unfused(
 
 def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     given = tmp_path / "given"
-    assert onnx_export.cache_root(tmp_path / "model", given) == given
+    assert cache.cache_root(tmp_path / "model", given) == given
     (tmp_path / "model").mkdir()
-    assert onnx_export.cache_root(tmp_path / "model", None) == tmp_path / "model" / ".maskserve-onnx"
-    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
-    unwritable = tmp_path / "weights.bin"  # a file: nothing can be created under it
-    unwritable.write_bytes(b"")
-    assert onnx_export.cache_root(unwritable, None) == tmp_path / "home" / ".cache" / "maskserve" / "onnx"
+    # By default the user's cache, never the user's model folder.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_root(tmp_path / "model", None) == tmp_path / "xdg" / "maskserve" / "onnx"
+    assert not (tmp_path / "model" / ".maskserve-onnx").exists()
+    # A home that cannot be written (a read-only container): beside the model, else the temporary directory.
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_bytes(b"")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert cache.cache_root(tmp_path / "model", None) == tmp_path / "model" / ".maskserve-onnx"
+    assert cache.cache_root(blocked, None) == Path(tempfile.gettempdir()) / "maskserve-onnx"
 
 
 def _downstream_of_masks(graph: Any) -> list[Any]:
@@ -150,6 +157,7 @@ def test_int8_quantizes_the_encoder_and_the_projection_but_not_the_mask_rows(
 ) -> None:
     import onnx
 
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # nothing another test built
     if not fused:  # the plain export: a Gather and the head's Gemm read one tied embedding initializer
         monkeypatch.setattr(onnx_export, "_BERT_LIKE", set())
     # The mechanics of the int8 graph (the projection's own weight, the float mask rows), on the recipe
@@ -220,9 +228,10 @@ def test_export_failure_is_a_value_error(
         raise RuntimeError("unsupported operator aten::frobnicate")
 
     monkeypatch.setattr(torch.onnx, "export", fail)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # nothing another test built
     with pytest.raises(ValueError, match=r"cannot export BertForMaskedLM to ONNX: .*frobnicate"):
-        OnnxBackend.load(bert_dir, cache_dir=tmp_path)
-    assert not list(tmp_path.iterdir())  # nothing half-built is left behind
+        OnnxBackend.load(bert_dir, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-built is left behind
 
 
 def _matmul_graph(weight: np.ndarray, **attributes: Any) -> Any:
@@ -278,7 +287,7 @@ async def test_word_options_on_onnx_answer_as_on_torch(bert_dir: Path, onnx_cach
         ("the [MASK] sat on the [MASK] .", FillMaskParams(top_k=3, decoding="joint")),
     ]
     for text, params in cases:
-        (got,) = await onnx.fill_mask([text], params, use_cache=False)
-        (want,) = await torch_engine.fill_mask([text], params, use_cache=False)
+        (got,) = await onnx.fill_mask([text], params, RequestContext(use_cache=False))
+        (want,) = await torch_engine.fill_mask([text], params, RequestContext(use_cache=False))
         assert [c.tokens for c in got[0]] == [c.tokens for c in want[0]], params
         assert [c.score for c in got[0]] == pytest.approx([c.score for c in want[0]], rel=1e-4)

@@ -1,30 +1,36 @@
 """ONNX graphs built in a child process (how a server builds them, so their memory goes back when the child
-exits) are the graphs an in-process build makes, and a child's failure is the parent's ValueError."""
+exits) are the graphs an in-process build makes, a child's failure is the parent's ValueError, and a child
+that dies without an answer is one too."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from maskserve.backends import onnx_backend
+from maskserve.backends import child as build_child
 from maskserve.backends.onnx_backend import OnnxBackend
 from support.engines import engine_for
 
 
 @pytest.fixture
 def in_child(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnx_backend, "BUILD_IN_CHILD", True)
+    monkeypatch.setattr(build_child, "IN_PROCESS", False)
 
 
 @pytest.mark.usefixtures("in_child")
 def test_a_child_builds_the_same_graphs(
     bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    child = {q: OnnxBackend.load(bert_dir, cache_dir=tmp_path / "child", quantize=q) for q in (None, "int8")}
-    monkeypatch.setattr(onnx_backend, "BUILD_IN_CHILD", False)
-    here = {q: OnnxBackend.load(bert_dir, cache_dir=tmp_path / "here", quantize=q) for q in (None, "int8")}
+    # A copy of the model and an empty user cache: no graph another test built can be found instead.
+    model = tmp_path / "model"
+    shutil.copytree(bert_dir, model, ignore=shutil.ignore_patterns(".maskserve-onnx"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    child = {q: OnnxBackend.load(model, cache_dir=tmp_path / "child", quantize=q) for q in (None, "int8")}
+    monkeypatch.setattr(build_child, "IN_PROCESS", True)
+    here = {q: OnnxBackend.load(model, cache_dir=tmp_path / "here", quantize=q) for q in (None, "int8")}
     encoder = engine_for(bert_dir).encoder
     batch = encoder.pad(encoder.encode(["the [MASK] sat on the mat .", "a [MASK] ran to the [MASK] ."]))
     for quantize in (None, "int8"):
@@ -44,3 +50,15 @@ def test_a_failing_child_is_a_value_error_with_its_reason(tmp_path: Path) -> Non
         OnnxBackend.load(broken, cache_dir=tmp_path / "cache")
     assert "Traceback" not in str(raised.value)
     assert not list((tmp_path / "cache").glob("*-fp32"))  # nothing half-built was published
+
+
+def _die(job: int) -> None:
+    import os
+
+    os._exit(job)
+
+
+@pytest.mark.usefixtures("in_child")
+def test_a_child_that_dies_is_a_value_error_with_its_exit_status() -> None:
+    with pytest.raises(ValueError, match=r"ended without an answer \(exit status 3\)"):
+        build_child.run_build(_die, 3)

@@ -101,18 +101,19 @@ def test_idle_threads_spin_unless_asked_not_to(tmp_path: Path) -> None:
 def test_a_server_with_several_models_turns_spinning_off(
     bert_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from maskserve.backends.base import BackendOptions
     from maskserve.backends.onnx_backend import OnnxBackend
     from maskserve.config import Settings
-    from maskserve.core import loader
+    from maskserve.core.repository import load_engine
 
     seen: list[bool] = []
-    real = OnnxBackend.load
+    real = OnnxBackend.load.__func__  # type: ignore[attr-defined]
 
-    def load(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs["spin"])
-        return real(*args, **kwargs)
+    def load(cls: type[OnnxBackend], path: Path, options: BackendOptions) -> Any:
+        seen.append(options.spin)
+        return real(cls, path, options)
 
-    monkeypatch.setattr(OnnxBackend, "load", load)
-    loader.load_backend(bert_dir, Settings(model=str(bert_dir), backend="onnx"))
-    loader.load_backend(bert_dir, Settings(models=(f"a={bert_dir}", f"b={bert_dir}"), backend="onnx"))
+    monkeypatch.setattr(OnnxBackend, "load", classmethod(load))
+    load_engine(Settings(model=str(bert_dir), backend="onnx"))
+    load_engine(Settings(models=(f"a={bert_dir}", f"b={bert_dir}"), model=str(bert_dir), backend="onnx"))
     assert seen == [True, False]

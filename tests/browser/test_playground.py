@@ -94,10 +94,18 @@ def _bars(page: Any) -> list[tuple[str, str]]:
     return list(zip(tokens, percents, strict=True))
 
 
+def _percent(score: float) -> str:
+    """As the page writes a probability: 12.3%, or below 0.1 % in scientific form as JavaScript writes it."""
+    if score >= 0.001:
+        return f"{score * 100:.1f}%"
+    if score == 0:
+        return "0%"
+    mantissa, exponent = f"{score * 100:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}%"
+
+
 def _expected(answer: list[Any]) -> list[tuple[str, str]]:
-    return [
-        (c["token_str"].strip(), f"{c['score'] * 100:.{1 if c['score'] >= 0.001 else 3}f}%") for c in answer
-    ]
+    return [(c["token_str"].strip(), _percent(c["score"])) for c in answer]
 
 
 def test_fill_mask_shows_the_hf_apis_answer_as_bars(server: str, page: Any, tmp_path: Path) -> None:
@@ -217,3 +225,34 @@ def test_api_docs_render_without_a_cdn(server: str, page: Any) -> None:
     assert page.locator(".opblock").count() >= 10
     page.goto(f"{server}/redoc")
     page.wait_for_selector("text=Hugging Face Inference API")
+
+
+def test_the_form_takes_defaults_and_bounds_from_the_servers_declaration(server: str, page: Any) -> None:
+    from maskserve.params import FillMaskParams, bounds
+
+    declared = bounds(FillMaskParams)
+    page.goto(f"{server}/playground")
+    top_k = page.get_by_label("top_k", exact=True)
+    pieces = page.get_by_label("Most pieces per word")
+    assert top_k.input_value() == str(declared["top_k"]["default"])
+    assert top_k.get_attribute("min") == str(declared["top_k"]["min"])
+    assert pieces.input_value() == str(declared["max_subwords"]["default"])
+    assert pieces.get_attribute("max") == str(declared["max_subwords"]["max"])
+
+
+def test_a_tiny_probability_shows_its_value_and_joint_labels_are_whole(server: str, page: Any) -> None:
+    text = "the [MASK] [MASK] on the mat ."
+    answer = _api(server, "bert", text, {"decoding": "joint", "top_k": 3})
+    page.goto(f"{server}/playground")
+    page.get_by_label("Text", exact=True).fill(text)
+    page.get_by_label("top_k", exact=True).fill("3")
+    page.get_by_label("Decode several masks jointly").check()
+    page.get_by_role("button", name="Fill mask").click()
+    page.wait_for_selector("#results .candidate")
+    labels = page.locator("#results .candidate .token")
+    assert labels.all_inner_texts() == [" ".join(t.strip() for t in h["token_strs"]) for h in answer]
+    for index in range(labels.count()):  # nothing cut: every label fits its box
+        assert labels.nth(index).evaluate("e => e.scrollWidth <= e.clientWidth")
+    percents = page.locator("#results .candidate .percent").all_inner_texts()
+    assert percents == [_percent(h["score"]) for h in answer]
+    assert any("e-" in p for p in percents)  # the random tiny model's joint scores are far below 0.1 %

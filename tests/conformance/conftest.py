@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from maskserve.domain import FillMaskParams
+from maskserve.params import FillMaskParams
 from support.servers import free_ports, server_env, wait_ready
 
 from .harness import (

@@ -9,8 +9,9 @@ import pytest
 
 from maskserve.core import answer_size
 from maskserve.core.answer_size import AnswerLimit
-from maskserve.domain import FillMaskParams
+from maskserve.core.context import RequestContext
 from maskserve.errors import AnswerTooLarge
+from maskserve.params import FillMaskParams
 from maskserve.protocols import hf, kserve_v1, v2
 from maskserve.protocols.common import dumps
 from support.engines import engine_for
@@ -27,7 +28,7 @@ async def test_distribution_estimate_bounds_the_real_answers(mlm_dir: tuple[str,
     _, path = mlm_dir
     engine = engine_for(path, **{mode: True})
     texts = _texts(path)
-    values = await engine.kserve_values(texts, use_cache=False)
+    values = await engine.kserve_values(texts, RequestContext(use_cache=False))
     request = v2.parse_infer_payload(
         {"inputs": [{"name": "input-0", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
     )
@@ -49,7 +50,7 @@ async def test_candidate_estimate_bounds_the_real_answers(mlm_dir: tuple[str, Pa
     engine = engine_for(path)
     texts = _texts(path)
     top_k = engine.info.vocab_size  # every token: the longest token strings are in the answer too
-    results = await engine.fill_mask(texts, FillMaskParams(top_k=top_k), use_cache=False)
+    results = await engine.fill_mask(texts, FillMaskParams(top_k=top_k), RequestContext(use_cache=False))
     hf_body = dumps(hf.render_hf_response(results, unwrap=False))
     request = v2.parse_infer_payload(
         {"inputs": [{"name": "input-0", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
@@ -64,7 +65,7 @@ async def test_probabilities_over_the_http_limit_are_refused_before_compute(bert
     engine = engine_for(bert_dir, return_probabilities=True, max_response_bytes=4096)
     batches = engine.batcher.stats.batches
     with pytest.raises(AnswerTooLarge) as raised:
-        await engine.kserve_values(["the [MASK] sat ."] * 4, use_cache=False)
+        await engine.kserve_values(["the [MASK] sat ."] * 4, RequestContext(use_cache=False))
     message = str(raised.value)
     assert "--max_response_bytes" in message
     assert "4096 bytes" in message
@@ -73,7 +74,7 @@ async def test_probabilities_over_the_http_limit_are_refused_before_compute(bert
     # One input fits the same limit? Only if its estimate does: the check follows the estimate.
     one = answer_size.distributions_bytes([1], engine.info.vocab_size)
     if one <= 4096:
-        assert len(await engine.kserve_values(["the [MASK] sat ."], use_cache=False)) == 1
+        assert len(await engine.kserve_values(["the [MASK] sat ."], RequestContext(use_cache=False))) == 1
 
 
 async def test_a_large_top_k_is_refused_with_the_limit_given_by_the_transport(bert_dir: Path) -> None:
@@ -81,9 +82,9 @@ async def test_a_large_top_k_is_refused_with_the_limit_given_by_the_transport(be
     limit = AnswerLimit(2048, "--grpc_max_send_message_length")
     params = FillMaskParams(top_k=engine.info.vocab_size)
     with pytest.raises(AnswerTooLarge, match="--grpc_max_send_message_length"):
-        await engine.fill_mask(["the [MASK] sat ."], params, answer_limit=limit)
+        await engine.fill_mask(["the [MASK] sat ."], params, RequestContext(answer_limit=limit))
     # The same request under the HTTP default (64 MiB) is answered.
-    (answer,) = await engine.fill_mask(["the [MASK] sat ."], params, use_cache=False)
+    (answer,) = await engine.fill_mask(["the [MASK] sat ."], params, RequestContext(use_cache=False))
     assert len(answer[0]) == engine.info.vocab_size
 
 
@@ -91,5 +92,5 @@ async def test_top1_answers_are_not_held_to_the_distribution_size(bert_dir: Path
     # Top-1 strings are a few bytes per input: a limit far below one distribution still lets them through.
     engine = engine_for(bert_dir, max_response_bytes=1024)
     assert answer_size.distributions_bytes([1], engine.info.vocab_size) * 8 > 1024
-    values = await engine.kserve_values(["the [MASK] sat ."] * 8, use_cache=False)
+    values = await engine.kserve_values(["the [MASK] sat ."] * 8, RequestContext(use_cache=False))
     assert all(isinstance(v, str) for v in values)

@@ -219,3 +219,22 @@ async def test_idle_workers_share_the_waiting_items() -> None:
 def test_a_batcher_needs_a_worker() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         Batcher(FakeModel(), BatchLimits(), workers=0)
+
+
+def test_a_batcher_serves_a_later_event_loop_too() -> None:
+    """An engine outlives the loop that first used it (a job calling asyncio.run twice, a test): its workers
+    start again on the loop that submits."""
+    model = FakeModel()
+    batcher = Batcher(model, BatchLimits(max_delay_s=0))
+
+    async def ask(tag: int) -> float:
+        (logits,) = await batcher.submit([text(3, tag=tag)])
+        return float(logits[0][0])
+
+    first = asyncio.new_event_loop()  # left open and idle, as a session-wide loop between its uses
+    try:
+        assert first.run_until_complete(ask(1)) == 1.0
+        assert asyncio.run(asyncio.wait_for(ask(2), HANG_S)) == 2.0
+        asyncio.run(batcher.close())
+    finally:
+        first.close()

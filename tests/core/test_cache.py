@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from maskserve.core.cache import ResponseCache, approximate_size
-from maskserve.core.outcome import RequestOutcome
+from maskserve.core.context import RequestContext
 from maskserve.domain import Prediction
 
 
@@ -55,6 +55,6 @@ def test_size_walks_nested_predictions() -> None:
 
 
 def test_outcome_labels() -> None:
-    assert RequestOutcome().label == "bypass"
-    assert RequestOutcome(hits=2).label == "hit"
-    assert RequestOutcome(hits=2, misses=1).label == "miss"
+    assert RequestContext().label == "bypass"
+    assert RequestContext(hits=2).label == "hit"
+    assert RequestContext(hits=2, misses=1).label == "miss"

@@ -14,8 +14,10 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from maskserve.domain import FillMaskParams, JointPrediction, Prediction
+from maskserve.core.context import RequestContext
+from maskserve.domain import JointPrediction, Prediction
 from maskserve.errors import BadRequest
+from maskserve.params import FillMaskParams
 from support.engines import engine_for
 from support.models import mask_of
 
@@ -82,7 +84,9 @@ async def test_word_targets_equal_the_chain_rule(mlm_dir: tuple[str, Path]) -> N
     text = f"the {mask} sat on the mat ."
     targets = ("cat", "catmatdog", "house", "dog")
     ours = await engine_for(path).fill_mask(
-        [text], FillMaskParams(top_k=10, targets=targets, target_scoring="word"), use_cache=False
+        [text],
+        FillMaskParams(top_k=10, targets=targets, target_scoring="word"),
+        RequestContext(use_cache=False),
     )
     original = tok(text)["input_ids"]
     p = original.index(tok.mask_token_id)
@@ -149,7 +153,7 @@ async def test_whole_word_fill_equals_a_beam_search_per_length(mlm_dir: tuple[st
     mask = mask_of(path)
     text = f"the {mask} sat on the mat ." if where == "middle" else f"{mask} sat on the mat ."
     params = FillMaskParams(top_k=6, whole_word=True, max_subwords=3, num_beams=3)
-    (ours,) = await engine_for(path).fill_mask([text], params, use_cache=False)
+    (ours,) = await engine_for(path).fill_mask([text], params, RequestContext(use_cache=False))
     original = tok(text)["input_ids"]
     p = original.index(tok.mask_token_id)
     begins, continues = _allowed(path, family, at_text_start=where == "start")
@@ -179,7 +183,7 @@ async def test_joint_decoding_equals_a_beam_search_over_the_masks(mlm_dir: tuple
     mask = mask_of(path)
     text = f"the {mask} sat on the {mask} and {mask} ."
     params = FillMaskParams(top_k=4, decoding="joint", num_beams=4)
-    (ours,) = await engine_for(path).fill_mask([text], params, use_cache=False)
+    (ours,) = await engine_for(path).fill_mask([text], params, RequestContext(use_cache=False))
     ids = tok(text)["input_ids"]
     positions = [i for i, t in enumerate(ids) if t == tok.mask_token_id]
     expected = _beam(path, ids, positions, 4, [None] * len(positions))
@@ -209,7 +213,7 @@ async def test_each_step_is_one_batch(bert_dir: Path, params: FillMaskParams, st
     engine = engine_for(bert_dir, max_queue=1000 + steps)
     text = "the [MASK] sat on [MASK] [MASK] ." if params.decoding == "joint" else "the [MASK] sat ."
     before = engine.batcher.stats.batches
-    await engine.fill_mask([text], params, use_cache=False)
+    await engine.fill_mask([text], params, RequestContext(use_cache=False))
     assert engine.batcher.stats.batches - before == steps
 
 
@@ -217,12 +221,14 @@ async def test_concurrent_word_requests_share_batches(bert_dir: Path) -> None:
     engine = engine_for(bert_dir, max_queue=999)
     params = FillMaskParams(decoding="joint", num_beams=2, top_k=2)
     texts = [f"the [MASK] sat on the [MASK] {w} ." for w in ("now", "today", "again", "here")]
-    alone = [await engine.fill_mask([t], params, use_cache=False) for t in texts]
+    alone = [await engine.fill_mask([t], params, RequestContext(use_cache=False)) for t in texts]
     before = engine.batcher.stats.batches
-    together = await engine.fill_mask(texts, params, use_cache=False)
+    together = await engine.fill_mask(texts, params, RequestContext(use_cache=False))
     # Four inputs, two steps each: their rows ride in the same batches, not eight of their own.
     assert engine.batcher.stats.batches - before <= 4
-    concurrent = await asyncio.gather(*(engine.fill_mask([t], params, use_cache=False) for t in texts))
+    concurrent = await asyncio.gather(
+        *(engine.fill_mask([t], params, RequestContext(use_cache=False)) for t in texts)
+    )
     # The same answers however the rows were batched (scores to float32 noise: padding differs).
     for answers in ([[r] for r in together], concurrent):
         for got, want in zip(answers, alone, strict=True):
@@ -246,7 +252,7 @@ async def test_work_beyond_the_flags_is_a_400_naming_the_flag(
     before = engine.batcher.stats.batches
     text = "the [MASK] sat on [MASK] ." if params.decoding == "joint" else "the [MASK] sat ."
     with pytest.raises(BadRequest, match=flag):
-        await engine.fill_mask([text], params, use_cache=False)
+        await engine.fill_mask([text], params, RequestContext(use_cache=False))
     assert engine.batcher.stats.batches == before  # refused before any compute
 
 

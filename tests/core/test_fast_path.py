@@ -12,29 +12,30 @@ from pathlib import Path
 
 import pytest
 
+from maskserve.backends import table
 from maskserve.backends.onnx_backend import OnnxBackend
+from maskserve.backends.table import choose_backend
 from maskserve.cli import main
 from maskserve.config import Settings
-from maskserve.core import loader
-from maskserve.core.loader import choose_backend, load_engine
+from maskserve.core.repository import load_engine
 from maskserve.errors import ModelLoadError
 
 
 def test_auto_means_onnx_runtime_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert choose_backend(Settings(backend="auto", device="cpu")) == "onnx"
-    assert choose_backend(Settings(backend="huggingface", device="cpu")) == "onnx"  # KServe's name for it
-    assert choose_backend(Settings(backend="torch")) == "torch"
-    assert choose_backend(Settings(backend="onnx")) == "onnx"
-    monkeypatch.setattr(loader, "resolve_device", lambda device: "cuda")
-    assert choose_backend(Settings(backend="auto")) == "torch"
+    assert choose_backend("auto", "cpu") == "onnx"
+    assert choose_backend("huggingface", "cpu") == "onnx"  # KServe's name for it
+    assert choose_backend("torch", "auto") == "torch"
+    assert choose_backend("onnx", "auto") == "onnx"
+    monkeypatch.setattr(table, "resolve_device", lambda device: "cuda")
+    assert choose_backend("auto", "auto") == "torch"
 
 
 def test_auto_means_torch_without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
-        loader.importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
+        table.importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a)
     )
-    assert choose_backend(Settings(backend="auto", device="cpu")) == "torch"
+    assert choose_backend("auto", "cpu") == "torch"
 
 
 def test_a_failing_export_falls_back_to_torch_with_one_warning(
@@ -58,7 +59,7 @@ def test_a_failing_export_falls_back_to_torch_with_one_warning(
 def test_download_exports_beside_the_model_and_a_read_only_copy_uses_it(
     bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # an empty user cache: nothing else to find
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # an empty user cache: nothing else to find
     target = tmp_path / "prepared"
     with pytest.raises(SystemExit) as done:
         main(["download", str(bert_dir), str(target), "--export", "onnx"])

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from maskserve.core.context import RequestContext
 from maskserve.core.engine import RequestPolicy
-from maskserve.core.loader import load_engine
-from maskserve.domain import FillMaskParams
+from maskserve.core.repository import load_engine
 from maskserve.errors import BadRequest, RequestTimeout
+from maskserve.params import FillMaskParams
 from support.engines import engine_for, settings_for
 from support.waiting import HANG_S
 
@@ -59,30 +60,28 @@ async def test_request_timeout_is_a_504_and_drops_the_work(bert_dir: Path) -> No
     engine.backend.mask_logits = slow  # type: ignore[method-assign]
     try:
         with pytest.raises(RequestTimeout, match=r"within 0.2 s \(--request_timeout_s\)"):
-            await engine.fill_mask(["a [MASK] ."], FillMaskParams(), use_cache=False)
+            await engine.fill_mask(["a [MASK] ."], FillMaskParams(), RequestContext(use_cache=False))
     finally:
         gate.set()
         await engine.aclose()
 
 
 async def test_cache_hits_give_identical_answers_and_skip_the_model(bert_dir: Path) -> None:
-    from maskserve.core.outcome import RequestOutcome
-
     engine = load_engine(settings_for(bert_dir, cache_size=16))
     try:
-        first, outcome = RequestOutcome(), RequestOutcome()
-        a = await engine.fill_mask(["one [MASK] .", "two [MASK] ."], FillMaskParams(top_k=3), outcome=first)
+        first, outcome = RequestContext(), RequestContext()
+        a = await engine.fill_mask(["one [MASK] .", "two [MASK] ."], FillMaskParams(top_k=3), first)
         batches = engine.batcher.stats.batches
-        b = await engine.fill_mask(["two [MASK] .", "one [MASK] ."], FillMaskParams(top_k=3), outcome=outcome)
+        b = await engine.fill_mask(["two [MASK] .", "one [MASK] ."], FillMaskParams(top_k=3), outcome)
         assert (first.label, outcome.label) == ("miss", "hit")
         assert b == [a[1], a[0]]
         assert engine.batcher.stats.batches == batches
         # Other parameters are another answer; so is bypassing the cache.
-        other = RequestOutcome()
-        await engine.fill_mask(["one [MASK] ."], FillMaskParams(top_k=2), outcome=other)
+        other = RequestContext()
+        await engine.fill_mask(["one [MASK] ."], FillMaskParams(top_k=2), other)
         assert other.label == "miss"
-        bypass = RequestOutcome()
-        await engine.fill_mask(["one [MASK] ."], FillMaskParams(top_k=3), use_cache=False, outcome=bypass)
+        bypass = RequestContext(use_cache=False)
+        await engine.fill_mask(["one [MASK] ."], FillMaskParams(top_k=3), bypass)
         assert bypass.label == "bypass"
     finally:
         await engine.aclose()

@@ -6,7 +6,8 @@ import pytest
 
 from maskserve.config import Settings
 from maskserve.core import loader
-from maskserve.core.loader import check_masked_lm, load_engine, max_input_length, worker_threads
+from maskserve.core.loader import check_masked_lm, max_input_length, worker_threads
+from maskserve.core.repository import load_engine
 from maskserve.errors import ModelLoadError
 from support.engines import engine_for
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from maskserve.domain import FillMaskParams
+from maskserve.core.context import RequestContext
+from maskserve.params import FillMaskParams
 from maskserve.protocols.hf import render_hf_response
 from support.engines import engine_for
 from support.models import mask_of
@@ -146,7 +147,9 @@ async def test_concurrent_requests_over_two_model_workers(mlm_dir: tuple[str, Pa
     engine = engine_for(path, model_workers=2, max_batch_size=2)
     texts = [t.format(m=mask_of(path)) for t in SENTENCES] * 3
     before = engine.batcher.stats.batches
-    answers = await asyncio.gather(*(engine.fill_mask([t], FillMaskParams(), use_cache=False) for t in texts))
+    answers = await asyncio.gather(
+        *(engine.fill_mask([t], FillMaskParams(), RequestContext(use_cache=False)) for t in texts)
+    )
     assert engine.batcher.stats.batches - before >= len(texts) // 2
     for text, (ours,) in zip(texts, answers, strict=True):
         assert_same(render_hf_response([ours], unwrap=True), _pipeline(str(path))(text))

@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from maskserve.domain import FillMaskParams
-from maskserve.errors import BadRequest
-from maskserve.protocols.common import clip, load_json, preview, require_texts
+from maskserve.errors import BadRequest, clip, preview
+from maskserve.params import FillMaskParams
+from maskserve.protocols.common import load_json, require_texts
 from maskserve.protocols.params import parse_params
 
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from maskserve.domain import FillMaskParams, Prediction
+from maskserve.domain import Prediction
 from maskserve.errors import BadRequest
+from maskserve.params import FillMaskParams
 from maskserve.protocols.hf import parse_hf_request, render_hf_response
 
 
@@ -100,3 +101,11 @@ def test_a_long_option_value_is_not_echoed_whole() -> None:
     with pytest.raises(BadRequest, match="true or false") as raised:
         parse_hf_request(body, "application/json")
     assert len(str(raised.value)) < 200
+
+
+def test_an_unknown_top_level_key_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(
+        BadRequest,
+        match=r"unknown key 'parameter' in the body; the known ones are inputs, parameters, options",
+    ):
+        parse_hf_request(b'{"inputs": "a [MASK]", "parameter": {"top_k": 2}}', "application/json")

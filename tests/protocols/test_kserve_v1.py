@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from maskserve.domain import FillMaskParams
 from maskserve.errors import BadRequest
+from maskserve.params import FillMaskParams
 from maskserve.protocols.kserve_v1 import parse_v1_request, render_v1_values
 
 

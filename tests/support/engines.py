@@ -8,7 +8,7 @@ from typing import Any
 
 from maskserve.config import Settings
 from maskserve.core.engine import Engine
-from maskserve.core.loader import load_engine
+from maskserve.core.repository import load_engine
 
 
 def settings_for(path: Path, **overrides: Any) -> Settings:

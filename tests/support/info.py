@@ -19,5 +19,6 @@ def model_info(**overrides: Any) -> ModelInfo:
         "max_length": 64,
         "backend": "torch",
         "dtype": "float32",
+        "platform": "pytorch_transformers",
     }
     return ModelInfo(**{**values, **overrides})

@@ -7,6 +7,7 @@ is in :mod:`maskserve.backends.onnx_export`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -14,20 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from maskserve.backends import onnx_child as _child
+from maskserve.backends import cache as _cache
 from maskserve.backends import onnx_export as _export
 from maskserve.backends import onnx_quantize as _quantize
 from maskserve.backends import onnx_session as _session
-from maskserve.backends.base import EncodedBatch
-from maskserve.backends.torch_backend import default_threads
+from maskserve.backends.base import BackendOptions, EncodedBatch
+from maskserve.backends.child import run_build
+from maskserve.backends.device import default_threads, resolve_device
 from maskserve.domain import Float32Array
 
 logger = logging.getLogger(__name__)
 
 _MISSING_ORT = "--backend onnx needs onnxruntime: pip install 'maskserve[onnx]'"
-# Builds run in a child process, which returns their memory when it exits (backends/onnx_child.py); the
-# test suite builds in-process, where it can patch the build.
-BUILD_IN_CHILD = True
 
 
 def _import_ort() -> Any:
@@ -42,6 +41,8 @@ def _import_ort() -> Any:
 class OnnxBackend:
     name = "onnx"
     device = "cpu"
+    # On a CPU padding costs compute: a batch of mixed lengths runs as a few calls over similar lengths.
+    splits_by_length = True
 
     def __init__(self, session: Any, meta: dict[str, Any], *, quantize: str | None = None) -> None:
         self._session = session
@@ -53,56 +54,26 @@ class OnnxBackend:
         self.optimized = bool(meta.get("optimized", False))
 
     @classmethod
-    def load(
-        cls,
-        path: Path,
-        *,
-        cache_dir: Path | None = None,
-        quantize: str | None = None,
-        threads: int | None = None,
-        trust_remote_code: bool = False,
-        calibration: Path | None = None,
-        spin: bool = True,
-    ) -> OnnxBackend:
+    def load(cls, path: Path, options: BackendOptions | None = None, **changes: Any) -> OnnxBackend:
+        options = dataclasses.replace(options or BackendOptions(), **changes)
         ort = _import_ort()
+        quantize = options.quantize
         if quantize not in {None, "int8"}:
             raise ValueError(f"--backend onnx cannot quantize to {quantize!r}; only int8")
+        if resolve_device(options.device) != "cpu":
+            raise ValueError("--backend onnx runs on the CPU; use --backend torch for CUDA")
         path = Path(path)
-        threads = threads or default_threads()
+        threads = options.threads or default_threads()
         started = time.perf_counter()
+        entry = _ensure_fp32(
+            path, options.cache_dir, threads=threads, trust_remote_code=options.trust_remote_code
+        )
         if quantize == "int8":
-            reduce = _quantize.reduce_range()
-            # Read at call time, so a benchmark can swap recipes; the recipe is part of the entry's key.
-            recipe = _quantize.with_calibration(_quantize.DEFAULT_RECIPE, calibration)
-            name = f"{_export.cache_key(path, quantize, reduce_range=reduce, recipe=recipe.key())}-int8"
-            found = _export.find_entry(path, cache_dir, name)
-            if found is None:
-                source = _ensure_fp32(
-                    ort, path, cache_dir, threads=threads, trust_remote_code=trust_remote_code
-                )
-                entry = _export.cache_root(path, cache_dir) / name
-                logger.info("quantizing %s to int8 (once; cached in %s)", path, entry.parent)
-                with _export.building(entry) as scratch:
-                    if BUILD_IN_CHILD:
-                        flags = ["1" if reduce else "0", _child.recipe_json(recipe), str(calibration or "")]
-                        _child.run_child(["int8", str(path), str(scratch), str(source), *flags])
-                    else:
-                        _quantize.build_int8(
-                            source,
-                            scratch,
-                            reduce=reduce,
-                            recipe=recipe,
-                            model_dir=path,
-                            calibration=calibration,
-                        )
-            else:
-                entry = found
-        else:
-            entry = _ensure_fp32(ort, path, cache_dir, threads=threads, trust_remote_code=trust_remote_code)
-        meta = _export.read_entry(entry)
+            entry = _ensure_int8(path, options.cache_dir, entry, options.calibration)
+        meta = _cache.read_entry(entry)
         if meta is None:  # pragma: no cover - the entry was just published
             raise ValueError(f"the ONNX cache entry {entry} vanished while loading it")
-        session = _session.session(ort, entry / _export.MODEL_FILE, threads, spin=spin)
+        session = _session.session(ort, entry / _export.MODEL_FILE, threads, spin=options.spin)
         logger.info(
             "ONNX Runtime %s serving %s (%s%s, %d threads) from %s, ready in %.1f s",
             ort.__version__,
@@ -138,26 +109,35 @@ class OnnxBackend:
         return np.ascontiguousarray(logits, dtype=np.float32)
 
 
-def _ensure_fp32(
-    ort: Any, path: Path, cache_dir: Path | None, *, threads: int, trust_remote_code: bool
-) -> Path:
+def _ensure_fp32(path: Path, cache_dir: Path | None, *, threads: int, trust_remote_code: bool) -> Path:
     name = f"{_export.cache_key(path, None)}-fp32"
-    found = _export.find_entry(path, cache_dir, name)
+    found = _cache.find_entry(path, cache_dir, name)
     if found is not None:
         logger.info("reusing the cached ONNX export %s", found)
         return found
-    entry = _export.cache_root(path, cache_dir) / name
+    entry = _cache.cache_root(path, cache_dir) / name
     started = time.perf_counter()
     # The server is live but not ready meanwhile: a first export of a bert-base takes about a minute here.
     logger.info(
         "exporting %s to ONNX (once; cached in %s); the server is ready once it is done", path, entry.parent
     )
-    with _export.building(entry) as scratch:
-        if BUILD_IN_CHILD:
-            _child.run_child(
-                ["fp32", str(path), str(scratch), str(threads), "1" if trust_remote_code else "0"]
-            )
-        else:
-            _export.build_fp32(ort, path, scratch, threads=threads, trust_remote_code=trust_remote_code)
+    with _cache.building(entry) as scratch:
+        run_build(_export.build_fp32_job, _export.Fp32Build(path, scratch, threads, trust_remote_code))
     logger.info("exported %s to ONNX in %.1f s", path, time.perf_counter() - started)
+    return entry
+
+
+def _ensure_int8(path: Path, cache_dir: Path | None, source: Path, calibration: Path | None) -> Path:
+    reduce = _quantize.reduce_range()
+    # Read at call time, so a benchmark can swap recipes; the recipe is part of the entry's key.
+    recipe = _quantize.with_calibration(_quantize.DEFAULT_RECIPE, calibration)
+    name = f"{_export.cache_key(path, 'int8', reduce_range=reduce, recipe=recipe.key())}-int8"
+    found = _cache.find_entry(path, cache_dir, name)
+    if found is not None:
+        return found
+    entry = _cache.cache_root(path, cache_dir) / name
+    logger.info("quantizing %s to int8 (once; cached in %s)", path, entry.parent)
+    with _cache.building(entry) as scratch:
+        job = _quantize.Int8Build(source, scratch, reduce, recipe, model_dir=path, calibration=calibration)
+        run_build(_quantize.build_int8_job, job)
     return entry

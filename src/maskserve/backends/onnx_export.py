@@ -11,23 +11,20 @@ matches the plain export on a probe batch, otherwise the plain export; the int8 
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import inspect
-import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from maskserve.backends import cache as _cache
+from maskserve.backends.cache import write_meta
 from maskserve.backends.onnx_session import OUTPUT, close, probe_feed, quiet_ort_logs, run, session
 from maskserve.domain import Float32Array
 
@@ -38,150 +35,31 @@ logger = logging.getLogger(__name__)
 EXPORT_VERSION = 4
 OPSET = 17
 MODEL_FILE = "model.onnx"
-META_FILE = "meta.json"
 
 # Encoders whose exported graph ONNX Runtime's "bert" fusions understand. Anything else still gets the
 # session-level ORT_ENABLE_ALL optimizations, just not the python fusions (Attention, SkipLayerNorm, ...).
 _BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"}
 _BIG_GRAPH_BYTES = 1_800_000_000  # past this, graphs are saved with external data (protobuf caps at 2 GB)
-_STALE_TMP_SECONDS = 24 * 3600
-_SAMPLE = 1 << 20
 # The batch every graph is checked on (against torch, and the optimized graph against the plain one); the
 # export traces a batch of another shape, so a graph that only works at its trace shape fails the check.
 PROBE_SHAPE = {"batch": 3, "length": 13}
 
 
-# --- cache keys and locations ---
-
-
-def _file_digest(path: Path) -> str:
-    """sha256 of a whole small file, or of its size plus first, middle and last MB when it is large.
-
-    Weight files are hundreds of MB and hashed on every start: sampling keeps a cache hit at ~30 ms where
-    a full sha256 of a bert-base takes ~2.5 s here (3x that for a large model). Fine-tuning or converting a
-    checkpoint changes the tensors in all three samples; the change this misses is a same-size edit that
-    spares all three MB, which no training run makes. size+mtime is not used: copies and hub snapshots
-    change mtimes without changing weights (a needless re-export) and an in-place edit may keep them.
-    """
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as handle:
-        if size <= 3 * _SAMPLE:
-            digest.update(handle.read())
-        else:
-            for offset in (0, size // 2, size - _SAMPLE):
-                handle.seek(offset)
-                digest.update(handle.read(_SAMPLE))
-    return digest.hexdigest()
-
-
-def _model_files(path: Path) -> list[Path]:
-    patterns = ("config.json", "*.safetensors", "*.bin", "*.index.json", "*.py")
-    found = {p for pattern in patterns for p in path.glob(pattern) if p.is_file()}
-    return sorted(found, key=lambda p: p.name)
-
-
-def _version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
+PACKAGES = ("maskserve", "torch", "transformers", "onnxruntime", "onnx")
 
 
 def cache_key(
     path: Path, quantize: str | None, *, reduce_range: bool = False, recipe: str | None = None
 ) -> str:
     """Hash of everything the cached graph depends on: model files, library versions, settings."""
-    record = {
-        "files": [(p.name, p.stat().st_size, _file_digest(p)) for p in _model_files(path)],
-        "versions": {
-            pkg: _version(pkg) for pkg in ("maskserve", "torch", "transformers", "onnxruntime", "onnx")
-        },
+    build = {
         "export_version": EXPORT_VERSION,
         "opset": OPSET,
         "quantize": quantize,
         "reduce_range": reduce_range if quantize else None,
         "recipe": recipe if quantize else None,
     }
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
-
-
-def _usable(directory: Path) -> bool:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=directory):
-            pass
-    except OSError:
-        return False
-    return True
-
-
-def cache_root(model_dir: Path, cache_dir: Path | None) -> Path:
-    """``cache_dir``, else ``<model dir>/.maskserve-onnx`` when writable, else ``~/.cache/maskserve/onnx``."""
-    if cache_dir is not None:
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ValueError(f"cannot use {cache_dir} as the ONNX cache: {exc}") from exc
-        return cache_dir
-    beside = model_dir / ".maskserve-onnx"
-    if _usable(beside):
-        return beside
-    home = Path.home() / ".cache" / "maskserve" / "onnx"
-    home.mkdir(parents=True, exist_ok=True)
-    return home
-
-
-def find_entry(model_dir: Path, cache_dir: Path | None, name: str) -> Path | None:
-    """An entry already built, wherever it may be: ``cache_dir``, beside the model (read-only too: a model
-    prepared with ``maskserve download --export onnx`` carries its graphs, and KServe mounts it read-only),
-    or the user's cache directory."""
-    roots = [cache_dir] if cache_dir is not None else []
-    roots += [model_dir / ".maskserve-onnx", Path.home() / ".cache" / "maskserve" / "onnx"]
-    for root in roots:
-        if read_entry(root / name) is not None:
-            return root / name
-    return None
-
-
-def read_entry(entry: Path) -> dict[str, Any] | None:
-    """The metadata of a published entry, or None when there is none."""
-    if not (entry / MODEL_FILE).is_file() or not (entry / META_FILE).is_file():
-        return None
-    meta: dict[str, Any] = json.loads((entry / META_FILE).read_text(encoding="utf-8"))
-    return meta
-
-
-@contextmanager
-def building(entry: Path) -> Iterator[Path]:
-    """A scratch directory that becomes ``entry`` atomically when the block completes without error."""
-    _sweep_stale(entry.parent)
-    scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{entry.name}-", dir=entry.parent))
-    try:
-        yield scratch
-        try:
-            os.replace(scratch, entry)
-        except OSError:
-            if read_entry(entry) is None:
-                raise
-            logger.info("another process published %s first; using it", entry)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _sweep_stale(root: Path) -> None:
-    """Remove scratch directories a crashed build left behind (only old ones: a build may be running)."""
-    now = time.time()
-    for stale in root.glob(".tmp-*"):
-        try:
-            if now - stale.stat().st_mtime > _STALE_TMP_SECONDS:
-                shutil.rmtree(stale, ignore_errors=True)
-        except OSError:
-            continue
-
-
-def write_meta(directory: Path, meta: dict[str, Any]) -> None:
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    return _cache.cache_key(path, PACKAGES, build)
 
 
 # --- export ---
@@ -271,6 +149,24 @@ def export_onnx(
         "num_heads": int(getattr(model.config, "num_attention_heads", getattr(model.config, "n_heads", 0))),
         "hidden_size": int(getattr(model.config, "hidden_size", getattr(model.config, "dim", 0))),
     }, want
+
+
+@dataclass(frozen=True)
+class Fp32Build:
+    """One fp32 export, as a job for :func:`maskserve.backends.child.run_build`."""
+
+    model_dir: Path
+    scratch: Path
+    threads: int
+    trust_remote_code: bool = False
+
+
+def build_fp32_job(job: Fp32Build) -> None:
+    import onnxruntime
+
+    build_fp32(
+        onnxruntime, job.model_dir, job.scratch, threads=job.threads, trust_remote_code=job.trust_remote_code
+    )
 
 
 def build_fp32(ort: Any, model_dir: Path, scratch: Path, *, threads: int, trust_remote_code: bool) -> None:

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from maskserve.backends import onnx_smooth
-from maskserve.backends.onnx_export import META_FILE, MODEL_FILE, _big, write_meta
+from maskserve.backends import int8, onnx_smooth
+from maskserve.backends.cache import META_FILE, write_meta
+from maskserve.backends.onnx_export import MODEL_FILE, _big
 from maskserve.backends.onnx_session import quiet_ort_logs
 
 logger = logging.getLogger(__name__)
@@ -72,21 +73,9 @@ class Int8Recipe:
         return json.dumps(asdict(self), sort_keys=True)
 
 
-# The products that read outlier-heavy activations, by the module names the exporters give them: the
-# attention output and both feed-forward products (BERT, RoBERTa, XLM-R, ELECTRA: attention/output/dense,
-# intermediate/dense, layer.N/output/dense; DistilBERT: attention/out_lin, ffn/lin1, ffn/lin2; ALBERT:
-# attention/dense, ffn, ffn_output; ModernBERT: attn/Wo, mlp/Wi, mlp/Wo).
-OUTLIER_PRODUCTS = (
-    r"attention/output/dense",
-    r"intermediate/dense",
-    r"layer\.\d+/output/dense",
-    r"attention/out_lin",
-    r"ffn/lin[12]",
-    r"attention/dense",
-    r"/ffn(_output)?/",
-    r"attn/Wo",
-    r"mlp/W[io]",
-)
+# The products that read outlier-heavy activations (backends/int8.py): the attention output and both
+# feed-forward products, as ONNX node scopes.
+OUTLIER_PRODUCTS = int8.node_patterns(int8.ATTENTION_OUTPUT + int8.FFN_IN + int8.FFN_OUT)
 
 # What --quantize int8 builds (docs/benchmarks.md, "int8 recipes"): SmoothQuant (alpha 0.7, calibrated on
 # the packaged text) on what is quantized, which is the attention's Q/K/V product and the vocabulary
@@ -103,6 +92,29 @@ def with_calibration(recipe: Int8Recipe, path: Path | None) -> Int8Recipe:
         raise ValueError(f"--quantize_calibration {path} is not a readable file")
     data = (path or onnx_smooth.CALIBRATION_FILE).read_bytes()
     return replace(recipe, calibration=hashlib.sha256(data).hexdigest()[:16])
+
+
+@dataclass(frozen=True)
+class Int8Build:
+    """One int8 graph from an fp32 entry, as a job for :func:`maskserve.backends.child.run_build`."""
+
+    source: Path
+    scratch: Path
+    reduce: bool
+    recipe: Int8Recipe
+    model_dir: Path | None = None
+    calibration: Path | None = None
+
+
+def build_int8_job(job: Int8Build) -> None:
+    build_int8(
+        job.source,
+        job.scratch,
+        reduce=job.reduce,
+        recipe=job.recipe,
+        model_dir=job.model_dir,
+        calibration=job.calibration,
+    )
 
 
 def build_int8(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
-import math
-import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskserve.backends.base import EncodedBatch
+from maskserve.backends import int8
+from maskserve.backends.base import BackendOptions, EncodedBatch
+from maskserve.backends.device import default_threads, resolve_device
 from maskserve.backends.heads import MaskedHead, find_head
 from maskserve.backends.last_layer import find_last_layer
 from maskserve.domain import Float32Array
@@ -23,14 +25,6 @@ logger = logging.getLogger(__name__)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available")
-    return device
-
-
 def resolve_dtype(dtype: str, device: str) -> str:
     # KServe's rule: half precision on a GPU, full precision on a CPU, unless the user says otherwise.
     if dtype == "auto":
@@ -38,28 +32,11 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return {"float": "float32", "half": "float16"}.get(dtype, dtype)
 
 
-def default_threads(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
-    """Cores this process may use, which is what intra-op parallelism should fill: the CPU affinity, capped
-    by a cgroup v2 CPU quota. In a container with a CPU limit the affinity is still every core of the node,
-    and one thread per node core under a 2-core quota spends its time throttled."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        cores = max(1, os.cpu_count() or 1)
-    try:
-        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass  # no cgroup v2 CPU controller here: the affinity is all there is
-    return cores
-
-
-# Linear layers that read an internal activation (attention context, GELU output) rather than the
-# normalised residual stream. Their inputs have outliers that per-tensor dynamic activation scales crush; on
-# minilm-l6-mlm-demo keeping them in float lifts top-1 agreement with fp32 from 0.71 to 0.77 (see
-# docs/benchmarks.md). Names: BERT/RoBERTa/ELECTRA/ALBERT-likes, DistilBERT, ModernBERT.
-KEEP_FLOAT_SUFFIXES = ("output.dense", "out_lin", "ffn.lin2", "attn.Wo", "mlp.Wo")
+# The products int8 leaves in float: the attention output and the feed-forward output, which read an internal
+# activation (attention context, GELU output) with outliers that per-tensor dynamic activation scales crush;
+# on minilm-l6-mlm-demo keeping them in float lifts top-1 agreement with fp32 from 0.71 to 0.77
+# (docs/benchmarks.md).
+KEEP_FLOAT = re.compile("|".join(int8.module_patterns(int8.ATTENTION_OUTPUT + int8.FFN_OUT)))
 
 
 def int8_targets(model: nn.Module) -> set[str]:
@@ -81,7 +58,7 @@ def int8_targets(model: nn.Module) -> set[str]:
     return {
         name
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and id(m) not in skip and not name.endswith(KEEP_FLOAT_SUFFIXES)
+        if isinstance(m, nn.Linear) and id(m) not in skip and not KEEP_FLOAT.search(name)
     }
 
 
@@ -100,6 +77,8 @@ class TorchBackend:
     def __init__(self, model: Any, *, device: str, dtype: str, quantize: str | None = None) -> None:
         self._model = model
         self.device = device
+        # On a CPU padding costs compute; on a GPU it is nearly free.
+        self.splits_by_length = device == "cpu"
         self.dtype = dtype if quantize is None else f"{dtype}+{quantize}"
         self.vocab_size = int(model.config.vocab_size)
         # transformers 5 wraps forward in decorators, so read the signature, not __code__.
@@ -108,22 +87,15 @@ class TorchBackend:
         self._check_head()
 
     @classmethod
-    def load(
-        cls,
-        path: Path,
-        *,
-        device: str,
-        dtype: str,
-        trust_remote_code: bool = False,
-        quantize: str | None = None,
-        threads: int | None = None,
-    ) -> TorchBackend:
+    def load(cls, path: Path, options: BackendOptions | None = None, **changes: Any) -> TorchBackend:
         from transformers import AutoModelForMaskedLM
 
-        device = resolve_device(device)
-        dtype = resolve_dtype(dtype, device)
+        options = dataclasses.replace(options or BackendOptions(), **changes)
+        quantize, trust_remote_code = options.quantize, options.trust_remote_code
+        device = resolve_device(options.device)
+        dtype = resolve_dtype(options.dtype, device)
         if device == "cpu":
-            torch.set_num_threads(threads or default_threads())
+            torch.set_num_threads(options.threads or default_threads())
         if quantize is not None and (device != "cpu" or dtype != "float32"):
             raise ValueError("--quantize int8 runs on the CPU in float32; drop --device cuda / --dtype")
         model = AutoModelForMaskedLM.from_pretrained(

@@ -7,7 +7,8 @@ its share of the cores, so the server's own work pre-empts one worker's thread i
 batch split across every core. A batch is cut by a maximum size and a budget of padded tokens; it always
 starts with the oldest waiting item (nothing starves) and is filled with the items closest to it in length
 (little padding). Items whose request was cancelled (the client left) are dropped before compute. A
-failing batch fails only its own items.
+failing batch fails only its own items. Each item says what it needs back (:mod:`maskserve.core.rows`), so one
+batch serves fill-mask rows and score rows alike.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from maskserve.core.rows import FULL_ROWS, Need
+from maskserve.core.split import split_by_masks
 from maskserve.domain import EncodedText, Float32Array
 from maskserve.errors import BadRequest, InferenceFailed, Overloaded
 
@@ -46,8 +50,9 @@ class BatchStats:
 @dataclass
 class _Item:
     encoded: EncodedText
-    future: asyncio.Future[Float32Array]
+    future: asyncio.Future[Any]
     enqueued: float
+    need: Need = FULL_ROWS
 
 
 @dataclass(frozen=True)
@@ -106,19 +111,26 @@ class Batcher:
         return len(self._pending)
 
     def _ensure_started(self) -> asyncio.Event:
-        if not self._tasks or any(task.done() for task in self._tasks):
+        loop = asyncio.get_running_loop()
+        # Workers run on the loop that submits; a batcher used from another loop later (a test, a job that
+        # runs asyncio twice) starts them again there, and what waited for the old loop is dropped.
+        moved = any(task.get_loop() is not loop for task in self._tasks)
+        if not self._tasks or moved or any(task.done() for task in self._tasks):
             for task in self._tasks:
-                task.cancel()
+                with contextlib.suppress(RuntimeError):  # its loop may be closed already
+                    task.cancel()
+            if moved:
+                self._pending = [it for it in self._pending if it.future.get_loop() is loop]
             self._wakeup = asyncio.Event()
-            loop = asyncio.get_running_loop()
             self._tasks = [
                 loop.create_task(self._loop(), name=f"maskserve-batcher-{i}") for i in range(self._workers)
             ]
         assert self._wakeup is not None
         return self._wakeup
 
-    async def submit(self, items: Sequence[EncodedText]) -> list[Float32Array]:
-        """Logits at the masks of each item, [masks, vocab] each, in order."""
+    async def submit(self, items: Sequence[EncodedText], needs: Sequence[Need] | None = None) -> list[Any]:
+        """What each item needs from its masks (``needs[i]``; by default the logits, [masks, vocab]), in
+        order."""
         if len(items) > self.limits.max_queue:
             raise BadRequest(
                 f"a request may hold at most {self.limits.max_queue} inputs (--max_queue), "
@@ -133,7 +145,8 @@ class Batcher:
         wakeup = self._ensure_started()
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        queued = [_Item(e, loop.create_future(), now) for e in items]
+        wanted = needs if needs is not None else [FULL_ROWS] * len(items)
+        queued = [_Item(e, loop.create_future(), now, n) for e, n in zip(items, wanted, strict=True)]
         self._pending.extend(queued)
         self._queue_changed()
         wakeup.set()
@@ -209,9 +222,7 @@ class Batcher:
                 continue
             started = time.monotonic()
             try:
-                logits = await loop.run_in_executor(
-                    self._executor, self._run_batch, [it.encoded for it in live]
-                )
+                answers = await loop.run_in_executor(self._executor, self._compute, live)
             except Exception as exc:
                 self.stats.failed_batches += 1
                 logger.exception("a batch of %d inputs failed", len(live))
@@ -224,12 +235,15 @@ class Batcher:
                 continue
             self._record(live, started)
             expected = self._last_batch = len(live)
-            start = 0
-            for it in live:
-                end = start + len(it.encoded.mask_positions)
+            for it, answer in zip(live, answers, strict=True):
                 if not it.future.done():
-                    it.future.set_result(logits[start:end])
-                start = end
+                    it.future.set_result(answer)
+
+    def _compute(self, batch: list[_Item]) -> list[Any]:
+        """On a model thread: the batch's logits, then each item's share as that item needs it."""
+        logits = self._run_batch([it.encoded for it in batch])
+        rows = split_by_masks([it.encoded for it in batch], logits)
+        return [it.need.take(part) for it, part in zip(batch, rows, strict=True)]
 
     def _record(self, batch: list[_Item], started: float) -> None:
         padded = len(batch) * max(it.encoded.length for it in batch)

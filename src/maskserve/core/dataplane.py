@@ -1,41 +1,70 @@
-"""Transport-neutral handling of an Open Inference Protocol request; REST and gRPC both call this."""
+"""The one data plane every transport calls: it finds the model (waiting as the protocol's policy says) and
+runs the task a request asks for. HTTP routes and gRPC methods only convert to and from the wire."""
 
 from __future__ import annotations
 
-from maskserve.core.answer_size import AnswerLimit
+from dataclasses import dataclass
+from typing import Any
+
+from maskserve.core.context import RequestContext
 from maskserve.core.engine import Engine
-from maskserve.core.outcome import RequestOutcome
-from maskserve.domain import FillMaskParams
+from maskserve.core.fill_mask import FILL_MASK, KSERVE_VALUES
+from maskserve.core.registry import ModelRegistry
+from maskserve.core.task import Task
+from maskserve.core.waiting import WaitPolicy
+from maskserve.domain import TaskCall
+from maskserve.errors import BadRequest, ModelUnloaded
 from maskserve.protocols import v2
 
+# Every task by the name protocols ask for it.
+TASKS: dict[str, Task[Any, Any]] = {task.name: task for task in (FILL_MASK, KSERVE_VALUES)}
+# How often a request looks for its model again when it was unloaded between finding and using it (a model
+# evicted to make room the moment it loaded, under churn).
+_LOOKS = 3
 
-async def v2_infer(
-    engine: Engine,
-    request: v2.InferenceRequest,
-    *,
-    use_cache: bool = True,
-    outcome: RequestOutcome | None = None,
-    answer_limit: AnswerLimit | None = None,
-) -> v2.InferenceResponse:
-    """The answer, with the request's warnings (a target replaced by its first sub-token, ...) in the
-    response parameters as ``warning``, one line each, where V2 clients over REST and gRPC can read them."""
-    outcome = outcome if outcome is not None else RequestOutcome()
-    texts = v2.decode_texts(request)
-    params = v2.request_params(request)
-    topk = v2.requested_topk(request)
-    if topk is not None or params is not None:
-        results = await engine.fill_mask(
-            texts, params or FillMaskParams(), use_cache=use_cache, outcome=outcome, answer_limit=answer_limit
-        )
-        if topk is not None:
-            response = v2.render_topk(engine.info, request, results, topk)
-        else:
-            response = v2.render_candidates_json(engine.info, request, results)
-    else:
-        values = await engine.kserve_values(
-            texts, use_cache=use_cache, outcome=outcome, answer_limit=answer_limit
-        )
-        response = v2.render_kserve_values(engine.info, request, values)
-    if outcome.warnings:
-        response.parameters = {**(response.parameters or {}), "warning": "\n".join(outcome.warnings)}
-    return response
+
+@dataclass
+class Served:
+    """The model a request is served by, and how it was found (so it can be found again)."""
+
+    name: str | None
+    policy: WaitPolicy
+    engine: Engine
+
+
+class DataPlane:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    async def model(self, name: str | None, policy: WaitPolicy) -> Served:
+        """The model serving ``name`` (None: the default model), waiting as ``policy`` says."""
+        registry = self.registry
+        slot = registry.get(name, allow_hub=policy.allow_hub) if name is not None else registry.default()
+        return Served(name, policy, await policy.engine(registry, slot, name))
+
+    async def run(self, served: Served, call: TaskCall, ctx: RequestContext) -> list[Any]:
+        """One answer per text of ``call``. A model unloaded after the request found it (to make room for
+        another) is waited for again, as the protocol's policy says, instead of failing the request."""
+        task = TASKS.get(call.task)
+        if task is None:
+            raise BadRequest(f"unknown task {call.task!r}; this server runs {', '.join(sorted(TASKS))}")
+        ctx.warnings.extend(call.warnings)
+        for _ in range(_LOOKS - 1):
+            try:
+                return await served.engine.run(task, call.texts, call.params, ctx)
+            except ModelUnloaded:
+                served.engine = (await self.model(served.name, served.policy)).engine
+        return await served.engine.run(task, call.texts, call.params, ctx)
+
+    async def v2_infer(
+        self, served: Served, request: v2.InferenceRequest, ctx: RequestContext
+    ) -> v2.InferenceResponse:
+        """An Open Inference Protocol request, for REST and gRPC alike. The request's warnings (a target
+        replaced by its first sub-token, ...) go into the response parameters as ``warning``, one line each,
+        where V2 clients over REST and gRPC can read them."""
+        call = v2.task_call(request)
+        results = await self.run(served, call, ctx)
+        response = v2.render(served.engine.info, request, call, results)
+        if ctx.warnings:
+            response.parameters = {**(response.parameters or {}), "warning": "\n".join(ctx.warnings)}
+        return response

@@ -22,13 +22,13 @@ from maskserve.core.words import WordVocab, expand_mask, fill, target_pieces, wo
 from maskserve.domain import (
     Candidate,
     EncodedText,
-    FillMaskParams,
     Float32Array,
     InputPredictions,
     JointPrediction,
     Prediction,
 )
 from maskserve.errors import BadRequest
+from maskserve.params import FillMaskParams
 
 Submit = Callable[[Sequence[EncodedText]], Awaitable[list[Float32Array]]]
 

@@ -1,28 +1,23 @@
-"""Turn settings into a ready engine: fetch the model, check it is a masked LM, load tokenizer and backend."""
+"""Turn a model's settings into a loaded model: fetch it, check it is a masked LM, load its tokenizer and its
+backend. No serving policy here: a server wraps the model in an engine with its own (core/repository.py), a
+batch job with its own."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from maskserve.backends.base import Backend
-from maskserve.backends.torch_backend import TorchBackend, default_threads, resolve_device
-from maskserve.config import Settings
-from maskserve.core.answer_size import AnswerLimit
-from maskserve.core.batcher import BatchLimits
-from maskserve.core.cache import ResponseCache
-from maskserve.core.decoding import DecodeLimits
-from maskserve.core.engine import Engine, RequestPolicy
+from maskserve.backends.base import Backend, BackendOptions
+from maskserve.backends.device import default_threads
+from maskserve.backends.table import BACKENDS, FALLBACK, choose_backend
+from maskserve.config import ModelSettings
+from maskserve.core.engine import LoadedModel
 from maskserve.core.tokenize import TextEncoder, load_tokenizer
 from maskserve.domain import ModelInfo
 from maskserve.errors import ModelLoadError, NotAFillMaskModel
 from maskserve.storage import parse_hub_ref, resolve_model_source
-
-if TYPE_CHECKING:
-    from maskserve.core.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +104,9 @@ def max_input_length(
     return requested
 
 
-def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
+def load_model(settings: ModelSettings, *, share_cores: bool = False) -> LoadedModel:
+    """The model ``settings`` name, ready to compute. ``share_cores``: other models share this process's
+    cores, so idle threads must not spin."""
     try:
         source = settings.model_source()
     except ValueError as exc:
@@ -144,7 +141,7 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
         config, getattr(tokenizer, "model_max_length", None), settings.max_length, source
     )
     try:
-        backend = load_backend(path, settings)
+        backend = load_backend(path, settings, share_cores=share_cores)
     except ValueError as exc:
         raise ModelLoadError(f"{source}: {exc}") from exc
     except Exception as exc:
@@ -162,34 +159,11 @@ def load_engine(settings: Settings, metrics: Metrics | None = None) -> Engine:
         max_length=max_length,
         backend=backend.name,
         dtype=backend.dtype,
+        platform=BACKENDS[backend.name].platform if backend.name in BACKENDS else backend.name,
     )
-    logger.info("serving %s as %r (%s, max_length %d)", model_id, info.name, architecture, max_length)
-    limits = BatchLimits(
-        max_batch_size=settings.max_batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_delay_s=settings.max_batch_delay_ms / 1000,
-        max_queue=settings.max_queue,
-    )
-    policy = RequestPolicy(
-        max_inputs=settings.max_inputs,
-        max_masks=settings.max_masks,
-        timeout_s=settings.request_timeout_s or None,
-        answer_limit=AnswerLimit(settings.max_response_bytes, "--max_response_bytes"),
-        decode=DecodeLimits(settings.max_subwords, settings.max_beams, settings.max_decode_rows),
-    )
-    return Engine(
-        info,
-        TextEncoder(tokenizer, max_length, truncation=settings.truncation),
-        backend,
-        settings.output_mode,
-        limits,
-        policy=policy,
-        cache=ResponseCache(settings.cache_size, settings.cache_max_bytes),
-        # One registry for every model of the process, each model's series under its own name.
-        metrics=metrics.for_model(info.name) if metrics is not None else None,
-        workers=settings.model_workers,
-        weight_bytes=weight_bytes(path),
-    )
+    logger.info("loaded %s as %r (%s, max_length %d)", model_id, info.name, architecture, max_length)
+    encoder = TextEncoder(tokenizer, max_length, truncation=settings.truncation)
+    return LoadedModel(info, encoder, backend, weight_bytes(path))
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
@@ -203,9 +177,9 @@ def weight_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.iterdir() if f.is_file() and f.name.endswith(_WEIGHT_SUFFIXES))
 
 
-def onnx_cache_dir(settings: Settings) -> Path | None:
-    """--onnx_cache_dir, else ``<--cache_dir>/maskserve-onnx`` when --cache_dir is given, else None (beside
-    the model when writable, else the user's cache directory)."""
+def graph_cache_dir(settings: ModelSettings) -> Path | None:
+    """--onnx_cache_dir, else ``<--cache_dir>/maskserve-onnx`` when --cache_dir is given, else None (the
+    backend's default)."""
     if settings.onnx_cache_dir:
         return Path(settings.onnx_cache_dir)
     if settings.cache_dir:
@@ -213,67 +187,52 @@ def onnx_cache_dir(settings: Settings) -> Path | None:
     return None
 
 
-def worker_threads(settings: Settings) -> int:
+def worker_threads(settings: ModelSettings) -> int:
     """Intra-op threads for each model worker: the model's threads (``--threads``, else the usable cores)
     shared among the workers, so that together they never oversubscribe what the process was given (a
     pod's CPU limit arrives as ``--threads``)."""
     return max(1, (settings.threads or default_threads()) // settings.model_workers)
 
 
-def choose_backend(settings: Settings) -> str:
-    """The backend ``--backend auto`` (and KServe's ``huggingface``) means: the fastest this machine has for
-    the model. On the CPU that is ONNX Runtime (1.27x torch's sentences/s on a bert-base at 16 clients,
-    docs/benchmarks.md) when onnxruntime is installed; on a GPU it is torch (ONNX Runtime's graph here is
-    built for the CPU). The one place this rule lives; an export that fails falls back to torch."""
-    if settings.backend in {"torch", "onnx"}:
-        return settings.backend
-    if resolve_device(settings.device) != "cpu":
-        return "torch"
-    return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
-
-
-def load_backend(path: Path, settings: Settings) -> Backend:
-    quantize = None if settings.quantize == "none" else settings.quantize
-    kind = choose_backend(settings)
-    if kind == "onnx":
-        if resolve_device(settings.device) != "cpu":
-            raise ValueError("--backend onnx runs on the CPU; use --backend torch for CUDA")
-        from maskserve.backends.onnx_backend import OnnxBackend
-
-        try:
-            return OnnxBackend.load(
-                path,
-                cache_dir=onnx_cache_dir(settings),
-                quantize=quantize,
-                threads=worker_threads(settings),
-                trust_remote_code=settings.trust_remote_code,
-                calibration=Path(settings.quantize_calibration) if settings.quantize_calibration else None,
-                # Several models share the cores: threads that spin while idle would take them from the
-                # model that has work (docs/benchmarks.md, "Many models in one process").
-                spin=not settings.several_models,
-            )
-        except Exception as exc:
-            if settings.backend == "onnx":
-                raise
-            # The default path must never cost a model its serving: torch runs every model ONNX can.
-            logger.warning(
-                "the ONNX Runtime fast path is not available for this model (%s); serving it with torch "
-                "instead (--backend torch skips the attempt)",
-                str(exc).splitlines()[0][:300],
-            )
-    return TorchBackend.load(
-        path,
+def backend_options(settings: ModelSettings, *, share_cores: bool = False) -> BackendOptions:
+    return BackendOptions(
         device=settings.device,
         dtype=settings.dtype,
-        quantize=quantize,
+        quantize=None if settings.quantize == "none" else settings.quantize,
         threads=worker_threads(settings),
         trust_remote_code=settings.trust_remote_code,
+        cache_dir=graph_cache_dir(settings),
+        calibration=Path(settings.quantize_calibration) if settings.quantize_calibration else None,
+        # Several models share the cores: threads that spin while idle would take them from the model that
+        # has work (docs/benchmarks.md, "Many models in one process").
+        spin=not share_cores,
     )
 
 
-def estimate_load_seconds(settings: Settings) -> float:
+def load_backend(path: Path, settings: ModelSettings, *, share_cores: bool = False) -> Backend:
+    """The backend --backend names (auto: the table's rule). When auto chose a faster engine that cannot
+    take this model, torch serves it, with one warning: the default path must never cost a model its
+    serving."""
+    options = backend_options(settings, share_cores=share_cores)
+    name = choose_backend(settings.backend, settings.device)
+    if name != FALLBACK:
+        try:
+            return BACKENDS[name].load_class().load(path, options)
+        except Exception as exc:
+            if settings.backend == name:
+                raise
+            logger.warning(
+                "the %s fast path is not available for this model (%s); serving it with torch instead "
+                "(--backend torch skips the attempt)",
+                name,
+                str(exc).splitlines()[0][:300],
+            )
+    return BACKENDS[FALLBACK].load_class().load(path, options)
+
+
+def estimate_load_seconds(settings: ModelSettings) -> float:
     """A first guess at loading time for ``estimated_time``: weights read at ~150 MB/s plus start-up, more
-    for an ONNX export; 30 s when the model must come from elsewhere first."""
+    for a graph export; 30 s when the model must come from elsewhere first."""
     try:
         path = Path(settings.model_source())
     except ValueError:
@@ -282,6 +241,6 @@ def estimate_load_seconds(settings: Settings) -> float:
         return 30.0
     size = sum(f.stat().st_size for f in path.glob("*") if f.suffix in {".safetensors", ".bin", ".pt"})
     seconds = 3.0 + size / 150e6
-    if choose_backend(settings) == "onnx":
+    if choose_backend(settings.backend, settings.device) != FALLBACK:
         seconds += size / 15e6  # a first export traces and optimizes the graph; a cached one is quicker
     return round(seconds, 1)

@@ -156,6 +156,21 @@ class Metrics:
             model,
             registry=registry,
         )
+        # When traffic needs more models than the budget holds, models are evicted and loaded again in turn
+        # (docs/repository.md, "Thrashing"); these two say how often, and what requests paid for it.
+        self._evictions = Counter(
+            "maskserve_model_evictions_total",
+            "models unloaded to make room for another model",
+            model,
+            registry=registry,
+        )
+        self._load_waits = Histogram(
+            "maskserve_model_load_wait_seconds",
+            "time requests waited for their model to load (on request, or again after an eviction)",
+            model,
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
         self._loaded = Gauge("maskserve_models_loaded", "models loaded and serving", registry=registry)
         self._weight_bytes = Gauge(
             "maskserve_model_weight_bytes",
@@ -163,10 +178,15 @@ class Metrics:
             model,
             registry=registry,
         )
+        self._models: set[str] = set()
         self._init_series(model_name)
 
     def _init_series(self, model_name: str) -> None:
-        # Series exist from the start, so that rate() and absent() queries see zeros rather than nothing.
+        # Series exist from the start, so that rate() and absent() queries see zeros rather than nothing;
+        # once per model (views share the set), so that a later view does not reset the model's state.
+        if model_name in self._models:
+            return
+        self._models.add(model_name)
         for histogram in self._stages.values():
             histogram.labels(model_name=model_name)
         # No state is 1 until one is set: the owner knows whether the model is loading or already loaded.
@@ -185,8 +205,13 @@ class Metrics:
         if ok:
             self._load_seconds.labels(model_name=self.model_name).observe(seconds)
 
-    def observe_unload(self) -> None:
+    def observe_unload(self, evicted: bool = False) -> None:
         self._unloads.labels(model_name=self.model_name).inc()
+        if evicted:
+            self._evictions.labels(model_name=self.model_name).inc()
+
+    def observe_load_wait(self, seconds: float) -> None:
+        self._load_waits.labels(model_name=self.model_name).observe(seconds)
 
     def set_loaded(self, models: int, weight_bytes: int) -> None:
         """How many models serve now, and this model's weight bytes (0 once it is unloaded)."""

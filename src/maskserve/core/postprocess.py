@@ -10,7 +10,6 @@ import torch
 from maskserve.core.tokenize import TextEncoder
 from maskserve.domain import (
     Candidate,
-    FillMaskParams,
     InputPredictions,
     Int64Array,
     KServeValue,
@@ -18,6 +17,7 @@ from maskserve.domain import (
     OutputMode,
     Prediction,
 )
+from maskserve.params import FillMaskParams
 
 
 def effective_top_k(top_k: int, vocab_size: int, target_ids: Int64Array | None) -> int:

@@ -5,30 +5,29 @@ they fit the budget; the others are UNAVAILABLE and load on their first request 
 API; Hub ids that an operator allowed (``--hub_models``) get a slot on their first request. Loading runs on
 a thread (downloads and weights must not block the event loop); every state change happens on the loop.
 
-The budget (``--max_models``, ``--memory_budget``) is kept by unloading the least recently used idle model
-before a load that would pass it; a model with requests in flight is never unloaded for room. Each model has
-its own batcher and model threads, so a flood on one model queues behind that model only.
+The budget (``--max_models``, ``--memory_budget``) always holds: loads run one at a time, and before one
+runs, room is made by unloading the least recently used idle model, or, when every loaded model is busy,
+the least recently used busy one, which stops taking new requests and finishes those in flight first
+(core/budget.py chooses). Requests for a model being unloaded wait for it to load again, as the protocol's
+policy says (core/waiting.py). Each model has its own batcher and model threads, so a flood on one model
+queues behind that model only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
-import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol
 
+from maskserve.core.budget import Budget, Resident
+from maskserve.core.daemon import in_daemon_thread
 from maskserve.core.engine import Engine
+from maskserve.core.memory import release_memory
 from maskserve.core.slot import ModelSlot, ModelState
-from maskserve.errors import MaskserveError, ModelLoadError, ModelNotReady, NotFound
-
-if TYPE_CHECKING:
-    from maskserve.core.metrics import Metrics
+from maskserve.errors import MaskserveError, ModelLoadError, ModelNotReady, ModelTooLarge, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +37,24 @@ Loader = Callable[[ModelSlot], Engine]
 _NAMES_SHOWN = 10
 
 
-@dataclass(frozen=True)
-class Budget:
-    """At most this many loaded models and this many weight bytes; None: no bound."""
+class Observer(Protocol):
+    """Told of what happens to the models (metrics attach this way, core/registry_metrics.py)."""
 
-    max_models: int | None = None
-    max_bytes: int | None = None
+    def on_state(self, name: str, state: ModelState) -> None: ...
+
+    def on_load(self, name: str, seconds: float, ok: bool) -> None: ...
+
+    def on_unload(self, name: str, evicted: bool) -> None:
+        """``evicted``: unloaded to make room for another model."""
+        ...
+
+    def on_wait(self, name: str, seconds: float) -> None:
+        """A request waited ``seconds`` for ``name`` to load."""
+        ...
+
+    def on_resident(self, name: str, loaded: int, weight_bytes: int) -> None:
+        """After ``name`` loaded (its weight bytes) or unloaded (0): ``loaded`` models are in memory."""
+        ...
 
 
 class ModelRegistry:
@@ -53,7 +64,6 @@ class ModelRegistry:
         *,
         budget: Budget | None = None,
         hub_patterns: Sequence[str] = (),
-        metrics: Metrics | None = None,
         retry_after_failure_s: float = 30.0,
         expected_load_s: Callable[[ModelSlot], float] | None = None,
         size_of: Callable[[ModelSlot], int] | None = None,
@@ -61,17 +71,22 @@ class ModelRegistry:
         self._loader = loader
         self.budget = budget or Budget()
         self.hub_patterns = tuple(p for p in hub_patterns if p)
-        self.metrics = metrics
+        self._observers: list[Observer] = []
         self.retry_after_failure_s = retry_after_failure_s
         self._expected_load_s = expected_load_s or (lambda slot: slot.expected_load_s)
         # A model's weight bytes before it loads (a local folder's files; 0 when it must be fetched first).
         self._size_of = size_of or (lambda slot: 0)
         self._slots: dict[str, ModelSlot] = {}
         self._loads: dict[str, asyncio.Task[None]] = {}
-        # The models asked for at start: server readiness waits for them.
+        # The models asked for at start: server readiness waits for them. Those whose start-up load has not
+        # ended yet answer V1/V2 with 503 at once, as KServe's server does before it is ready.
         self.start_names: list[str] = []
+        self._starting: set[str] = set()
         self._listeners: list[Callable[[bool], None]] = []
         self._stopping = False
+        # One load at a time: the budget counts what is loaded, never a model half-loaded beside another.
+        self._one_load = asyncio.Lock()
+        self._change = asyncio.Event()
 
     @classmethod
     def single(cls, slot: ModelSlot) -> ModelRegistry:
@@ -79,6 +94,12 @@ class ModelRegistry:
         registry = cls()
         registry.add(slot, at_start=True)
         return registry
+
+    def add_observer(self, observer: Observer) -> None:
+        """Tell ``observer`` of every later event, and of each known model's state now."""
+        self._observers.append(observer)
+        for slot in self._slots.values():
+            observer.on_state(slot.name, slot.state)
 
     # --- what is there ---
 
@@ -88,6 +109,7 @@ class ModelRegistry:
         self._slots[slot.name] = slot
         if at_start:
             self.start_names.append(slot.name)
+            self._starting.add(slot.name)
 
         def changed(state: ModelState) -> None:
             self._changed(slot, state)
@@ -155,8 +177,10 @@ class ModelRegistry:
         listener(self.ready)
 
     def _changed(self, slot: ModelSlot, state: ModelState) -> None:
-        if self.metrics is not None:
-            self.metrics.for_model(slot.name).set_model_state(state.value)
+        self._change.set()
+        self._change = asyncio.Event()
+        for observer in self._observers:
+            observer.on_state(slot.name, state)
         ready = self.ready
         for listener in self._listeners:
             listener(ready)
@@ -199,71 +223,80 @@ class ModelRegistry:
 
     async def _load(self, slot: ModelSlot) -> None:
         assert self._loader is not None
-        loader = self._loader
         started = time.monotonic()
-        metrics = self.metrics.for_model(slot.name) if self.metrics is not None else None
         try:
-            # Room first, when the size is known: the budget holds while the new model loads.
-            await self._make_room(exclude=slot, adding=await asyncio.to_thread(self._size_of, slot))
-            engine = await _in_daemon_thread(loader, slot)
+            async with self._one_load:
+                # Room first when the size is known (a local folder), again once it is (a Hub download).
+                await self._make_room(slot, await asyncio.to_thread(self._size_of, slot))
+                engine = await in_daemon_thread(self._loader, slot, f"maskserve-load-{slot.name}")
+                try:
+                    await self._make_room(slot, engine.weight_bytes)
+                except BaseException:
+                    await engine.aclose()
+                    raise
         except MaskserveError as exc:
             # A load error names its status (404 not found, 400 not a fill-mask model, 502 the Hub); any
             # other failure of a fetch is the upstream's (502).
             status = 502 if type(exc) is ModelLoadError else exc.status
-            self._failed(slot, exc.message, status, started, metrics)
+            self._failed(slot, exc.message, status, started)
             return
         except Exception as exc:
             logger.exception("loading %s failed unexpectedly", slot.name)
-            self._failed(slot, f"{type(exc).__name__}: {exc}", 500, started, metrics)
+            self._failed(slot, f"{type(exc).__name__}: {exc}", 500, started)
             return
         finally:
             self._loads.pop(slot.name, None)
+            self._starting.discard(slot.name)
         if self._stopping:
             await engine.aclose()
             return
-        await self._make_room(exclude=slot, adding=engine.weight_bytes)
-        slot.set_ready(engine)
         seconds = time.monotonic() - started
         logger.info(
             "model %s loaded in %.1f s (%d MB of weights)", slot.name, seconds, engine.weight_bytes >> 20
         )
-        if metrics is not None:
-            metrics.observe_load(seconds, ok=True)
-            metrics.set_loaded(len(self.loaded()), engine.weight_bytes)
+        slot.set_ready(engine)
+        for observer in self._observers:
+            observer.on_load(slot.name, seconds, True)
+            observer.on_resident(slot.name, len(self.loaded()), engine.weight_bytes)
 
-    def _failed(
-        self, slot: ModelSlot, reason: str, status: int, started: float, metrics: Metrics | None
-    ) -> None:
+    def _failed(self, slot: ModelSlot, reason: str, status: int, started: float) -> None:
         logger.error("model %s failed to load: %s", slot.name, reason)
         slot.set_failed(reason, status)
-        if metrics is not None:
-            metrics.observe_load(time.monotonic() - started, ok=False)
+        for observer in self._observers:
+            observer.on_load(slot.name, time.monotonic() - started, False)
+
+    def residents(self, exclude: ModelSlot | None = None) -> list[Resident]:
+        """The loaded models as the budget sees them."""
+        return [
+            Resident(
+                s.name,
+                s.engine.weight_bytes,
+                busy=s.engine.active > 0,
+                last_used=s.engine.last_used,
+                leaving=s.state is not ModelState.READY,
+            )
+            for s in self.loaded()
+            if s is not exclude and s.engine is not None
+        ]
 
     def fits(self, adding: int) -> bool:
-        count = len(self.loaded())
-        budget = self.budget
-        if budget.max_models is not None and count + 1 > budget.max_models:
-            return False
-        return budget.max_bytes is None or self.bytes_in_use() + adding <= budget.max_bytes
+        return self.budget.fits(self.residents(), adding)
 
-    async def _make_room(self, *, exclude: ModelSlot, adding: int) -> None:
-        """Unload least recently used idle models until one more (of ``adding`` bytes) fits. Busy ones stay:
-        then the budget is passed for a while, and said so, rather than a request being failed."""
-        while not self.fits(adding):
-            idle = [
-                s
-                for s in self.loaded()
-                if s is not exclude
-                and s.state is ModelState.READY
-                and s.engine is not None
-                and s.engine.active == 0
-            ]
-            if not idle:
-                logger.warning("the model budget is passed: every other loaded model has requests in flight")
-                return
-            victim = min(idle, key=lambda s: s.engine.last_used if s.engine is not None else 0.0)
-            logger.info("unloading %s, the least recently used idle model, to make room", victim.name)
-            await self.unload(victim.name)
+    async def _make_room(self, slot: ModelSlot, adding: int) -> None:
+        """Unload what the budget chooses until ``slot`` (``adding`` bytes) fits; models already on their way
+        out are waited for."""
+        while not self.budget.fits(self.residents(slot), adding):
+            room = self.budget.room_for(adding, self.residents(slot))
+            if not room.fits:
+                raise ModelTooLarge(
+                    f"{slot.name} has {adding} bytes of weights, more than the model budget allows on its "
+                    f"own ({self.budget.describe()})"
+                )
+            if room.unload:
+                logger.info("unloading %s to make room for %s", ", ".join(room.unload), slot.name)
+                await asyncio.gather(*(self.unload(name, evicted=True) for name in room.unload))
+            else:
+                await self._change.wait()
 
     async def load_finished(self, name: str) -> None:
         """Return once the load of ``name`` under way (if any) has ended, loaded or failed."""
@@ -271,7 +304,7 @@ class ModelRegistry:
         if task is not None:
             await asyncio.shield(task)
 
-    async def unload(self, name: str) -> ModelSlot:
+    async def unload(self, name: str, *, evicted: bool = False) -> ModelSlot:
         """Stop taking requests for the model, wait for those in flight, free it. Idempotent."""
         slot = self.get(name)
         engine = slot.engine
@@ -282,34 +315,51 @@ class ModelRegistry:
         slot.set_unloading()
         await engine.drained()
         await engine.aclose()
+        del engine
         slot.set_unavailable()
-        if self.metrics is not None:
-            metrics = self.metrics.for_model(slot.name)
-            metrics.observe_unload()
-            metrics.set_loaded(len(self.loaded()), 0)
+        # The batcher's cancelled tasks finish on the loop's next turns; then nothing holds the model, and
+        # what it freed can go back to the OS (core/memory.py).
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await asyncio.to_thread(release_memory)
+        for observer in self._observers:
+            observer.on_unload(slot.name, evicted)
+            observer.on_resident(slot.name, len(self.loaded()), 0)
         return slot
 
     async def wait_loaded(
         self, slot: ModelSlot, timeout: float, *, loading_message: str | None = None
     ) -> Engine:
-        """Start the load if needed and wait up to ``timeout`` seconds for the engine."""
-        self.start_load(slot)
-        self._raise_if_failed(slot)
+        """The engine, loading the model if it is not and waiting up to ``timeout`` seconds for it, also
+        while it is being unloaded to make room (it loads again once it is gone)."""
+        started = time.monotonic()
+        waited = False
         try:
-            return await slot.wait_engine(timeout, loading_message=loading_message)
-        except ModelNotReady:
-            self._raise_if_failed(slot)  # the load it waited for failed: say why, with its status
-            raise
+            while slot.engine is None or slot.state not in (ModelState.READY, ModelState.STOPPING):
+                self.start_load(slot)
+                self._raise_if_failed(slot)
+                remaining = started + timeout - time.monotonic()
+                # Loading, or on its way out and loading again once it is gone (start_load, next turn).
+                coming = slot.state in (ModelState.LOADING, ModelState.UNLOADING)
+                if not coming or remaining <= 0:
+                    return slot.engine_or_raise(loading_message=loading_message)
+                waited = True
+                await slot.changed(remaining)
+            return slot.engine
+        finally:
+            if waited:
+                for observer in self._observers:
+                    observer.on_wait(slot.name, time.monotonic() - started)
 
-    async def kserve_engine(self, slot: ModelSlot, max_wait_s: float) -> Engine:
-        """The engine for V1 and V2 (REST and gRPC): a model that is not loaded starts loading and the request
-        waits for it, up to ``max_wait_s``; a model still loading since start-up answers KServe's 503 at
-        once (as KServe's server does, which is not ready yet either)."""
-        if slot.state is ModelState.LOADING and slot.name in self.start_names:
-            return self.engine_or_raise(slot, start=False)
-        if slot.engine is not None and slot.state in (ModelState.READY, ModelState.STOPPING):
-            return slot.engine_or_raise()
-        return await self.wait_loaded(slot, max_wait_s)
+    def defer(self, slot: ModelSlot) -> None:
+        """Not a model of the start-up load after all (over the budget): it loads on request."""
+        self.start_names.remove(slot.name)
+        self._starting.discard(slot.name)
+        slot.set_unavailable()
+
+    def loading_at_start(self, slot: ModelSlot) -> bool:
+        """Whether ``slot``'s load is the server's start-up load, still under way."""
+        return slot.name in self._starting
 
     def engine_or_raise(self, slot: ModelSlot, *, start: bool, loading_message: str | None = None) -> Engine:
         """The engine now, or a 503 with the estimate (starting the load when ``start``); a failed load
@@ -325,23 +375,9 @@ class ModelRegistry:
             error.status = slot.error_status
             raise error
 
-    def index(self) -> list[dict[str, str]]:
-        """The repository index: every model with its state (the protocol's names) and why it is not ready."""
-        states = {
-            ModelState.UNAVAILABLE: "UNAVAILABLE",
-            ModelState.LOADING: "LOADING",
-            ModelState.READY: "READY",
-            ModelState.UNLOADING: "UNLOADING",
-            ModelState.FAILED: "UNAVAILABLE",
-            ModelState.STOPPING: "UNLOADING",
-        }
-        out = []
-        for slot in self._slots.values():
-            entry = {"name": slot.name, "version": "", "state": states[slot.state], "reason": ""}
-            if slot.state is ModelState.FAILED:
-                entry["reason"] = f"failed to load: {slot.error}"
-            out.append(entry)
-        return out
+    def states(self) -> list[tuple[str, str, str | None]]:
+        """Every model with its state and, when it failed, why."""
+        return [(slot.name, slot.state.value, slot.error) for slot in self._slots.values()]
 
     async def aclose(self) -> None:
         self.set_stopping()
@@ -357,31 +393,3 @@ def as_registry(target: Engine | ModelSlot | ModelRegistry) -> ModelRegistry:
     if isinstance(target, ModelRegistry):
         return target
     return ModelRegistry.single(target if isinstance(target, ModelSlot) else ModelSlot.ready_with(target))
-
-
-T = TypeVar("T")
-
-
-def _in_daemon_thread(fn: Callable[[ModelSlot], T], slot: ModelSlot) -> asyncio.Future[T]:
-    """``fn(slot)`` on a daemon thread of its own: a SIGTERM during a long download must not wait for it, as
-    asyncio's default executor would (it joins its threads at exit)."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(outcome: Callable[[], None]) -> None:
-        if not future.done():
-            outcome()
-
-    def run() -> None:
-        try:
-            result = fn(slot)
-        except BaseException as exc:
-            answer = functools.partial(settle, functools.partial(future.set_exception, exc))
-        else:
-            answer = functools.partial(settle, functools.partial(future.set_result, result))
-        # A closed loop means the server stopped while this model loaded: nobody waits for it any more.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(answer)
-
-    threading.Thread(target=run, name=f"maskserve-load-{slot.name}", daemon=True).start()
-    return future

@@ -10,19 +10,71 @@ import threading
 import time
 from pathlib import Path
 
-from maskserve.config import Settings
-from maskserve.core.engine import Engine
-from maskserve.core.loader import estimate_load_seconds, load_engine, weight_bytes
+from maskserve.config import ModelSettings, Settings
+from maskserve.core.answer_size import AnswerLimit
+from maskserve.core.batcher import BatchLimits
+from maskserve.core.budget import Budget
+from maskserve.core.cache import ResponseCache
+from maskserve.core.decoding import DecodeLimits
+from maskserve.core.engine import Engine, LoadedModel, RequestPolicy
+from maskserve.core.loader import estimate_load_seconds, load_model, weight_bytes
 from maskserve.core.metrics import Metrics
-from maskserve.core.registry import Budget, ModelRegistry
+from maskserve.core.registry import ModelRegistry
+from maskserve.core.registry_metrics import MetricsObserver
 from maskserve.core.slot import ModelSlot, ModelState
 
 logger = logging.getLogger(__name__)
 
 
-def settings_for(settings: Settings, slot: ModelSlot) -> Settings:
-    """One model's settings: the server's, with this model's source and name."""
-    return settings.model_copy(update={"model": slot.source, "model_name": slot.name, "model_id": None})
+def settings_for(settings: Settings, slot: ModelSlot) -> ModelSettings:
+    """One model's settings: the server's model flags, with this model's source and name."""
+    return settings.model_settings(slot.source, slot.name)
+
+
+def request_policy(settings: Settings) -> RequestPolicy:
+    """The server's limits on one request, the same for every model it serves."""
+    return RequestPolicy(
+        max_inputs=settings.max_inputs,
+        max_masks=settings.max_masks,
+        timeout_s=settings.request_timeout_s or None,
+        answer_limit=AnswerLimit(settings.max_response_bytes, "--max_response_bytes"),
+        decode=DecodeLimits(settings.max_subwords, settings.max_beams, settings.max_decode_rows),
+        output_mode=settings.output_mode,
+    )
+
+
+def batch_limits(settings: ModelSettings) -> BatchLimits:
+    return BatchLimits(
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_delay_s=settings.max_batch_delay_ms / 1000,
+        max_queue=settings.max_queue,
+    )
+
+
+def serving_engine(
+    settings: Settings, model: LoadedModel, model_settings: ModelSettings, metrics: Metrics | None = None
+) -> Engine:
+    """A loaded model behind the server's policy: its limits, a response cache and the metrics."""
+    return Engine(
+        model,
+        policy=request_policy(settings),
+        limits=batch_limits(model_settings),
+        cache=ResponseCache(settings.cache_size, settings.cache_max_bytes),
+        # One registry for every model of the process, each model's series under its own name.
+        metrics=metrics.for_model(model.info.name) if metrics is not None else None,
+        workers=model_settings.model_workers,
+    )
+
+
+def load_engine(
+    settings: Settings, metrics: Metrics | None = None, model_settings: ModelSettings | None = None
+) -> Engine:
+    """Load the model (``model_settings``, else the one the flags name) and serve it with the server's
+    policy."""
+    model_settings = model_settings or settings.model_settings()
+    model = load_model(model_settings, share_cores=settings.several_models)
+    return serving_engine(settings, model, model_settings, metrics)
 
 
 def repository_models(folder: str) -> list[tuple[str, str]]:
@@ -40,7 +92,7 @@ def build_registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
 
     def load(slot: ModelSlot) -> Engine:
         started = time.monotonic()
-        engine = load_engine(settings_for(settings, slot), metrics)
+        engine = load_engine(settings, metrics, settings_for(settings, slot))
         rates.observe(engine.weight_bytes, time.monotonic() - started)
         return engine
 
@@ -50,11 +102,11 @@ def build_registry(settings: Settings, metrics: Metrics) -> ModelRegistry:
     registry = ModelRegistry(
         load,
         budget=Budget(settings.max_models, settings.memory_budget_bytes()),
-        hub_patterns=settings.hub_patterns(),
-        metrics=metrics,
+        hub_patterns=settings.hub_models,
         expected_load_s=expected,
         size_of=lambda slot: _local_weight_bytes(slot.source),
     )
+    registry.add_observer(MetricsObserver(metrics))
     specs: list[tuple[str, str]] = []
     if not settings.several_models:
         specs.append((settings.model_name, settings.model_source()))
@@ -79,8 +131,7 @@ async def load_at_start(registry: ModelRegistry) -> None:
         slot = registry.get(name)
         size = await asyncio.to_thread(_local_weight_bytes, slot.source)
         if not registry.fits(size):
-            registry.start_names.remove(name)
-            slot.set_unavailable()
+            registry.defer(slot)
             logger.info("model %s is not loaded at start (over the budget); it loads on request", name)
             continue
         registry.start_load(slot)
@@ -108,7 +159,7 @@ class LoadRates:
             self._seconds += seconds
             self._loads += 1
 
-    def estimate(self, settings: Settings, slot: ModelSlot) -> float:
+    def estimate(self, settings: ModelSettings, slot: ModelSlot) -> float:
         source = Path(slot.source) if slot.source else None
         with self._lock:
             if self._loads == 0 or self._seconds <= 0:

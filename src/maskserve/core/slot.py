@@ -9,6 +9,7 @@ ModelNotReady that says how long loading should still take. All state changes ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import time
 from collections.abc import Callable
@@ -134,7 +135,11 @@ class ModelSlot:
                 retry_after=max(1, round(self.expected_load_s)),
             )
         if self.state is ModelState.UNLOADING:
-            return ModelNotReady(f"Model {self.name} is being unloaded.")
+            return ModelNotReady(
+                f"Model {self.name} is being unloaded to make room; it loads again on request",
+                estimated_time=self.expected_load_s,
+                retry_after=max(1, round(self.expected_load_s)),
+            )
         return ModelNotReady(f"Model with name {self.name} is not ready: the server is shutting down.")
 
     def require_ready(self) -> None:
@@ -151,18 +156,17 @@ class ModelSlot:
             return self.engine
         raise self.not_ready(loading_message=loading_message)
 
+    async def changed(self, timeout: float) -> None:
+        """Return at the next change of state, or after ``timeout`` seconds."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+
     async def wait_engine(self, timeout: float, *, loading_message: str | None = None) -> Engine:
         """The engine, waiting up to ``timeout`` seconds for loading to finish (x-wait-for-model)."""
         deadline = time.monotonic() + timeout
-        while self.state is ModelState.LOADING:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=remaining)
-            except TimeoutError:
-                break
+        while self.state is ModelState.LOADING and (remaining := deadline - time.monotonic()) > 0:
+            await self.changed(remaining)
         return self.engine_or_raise(loading_message=loading_message)

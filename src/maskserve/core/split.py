@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from maskserve.domain import EncodedText, Float32Array
+
 # The fixed cost of one extra model call, in padded tokens. Fitted on a 2-core AVX-512 machine with a
 # bert-base-sized model and 16-sentence batches of 10-30 tokens (docs/benchmarks.md): 24 gave +6 % fp32
 # and +14 % int8 over one call; 96 already gave back most of that.
@@ -40,3 +42,14 @@ def length_runs(lengths: Sequence[int], per_call_tokens: int = DEFAULT_PER_CALL_
         j = cut[j]
     runs.reverse()
     return runs
+
+
+def split_by_masks(items: Sequence[EncodedText], logits: Float32Array) -> list[Float32Array]:
+    """The rows of ``logits`` (one per mask, items in order) that belong to each item."""
+    out: list[Float32Array] = []
+    start = 0
+    for item in items:
+        end = start + len(item.mask_positions)
+        out.append(logits[start:end])
+        start = end
+    return out

@@ -11,8 +11,7 @@ import numpy as np
 
 from maskserve.backends.base import EncodedBatch
 from maskserve.domain import EncodedText, Int64Array
-from maskserve.errors import BadRequest
-from maskserve.protocols.common import preview
+from maskserve.errors import BadRequest, preview
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class TextEncoder:
         # Padding positions are masked out of attention, so any id works when the tokenizer has no pad token.
         self._pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self._vocab: dict[str, int] = dict(tokenizer.get_vocab())
-        self._uses_token_types = "token_type_ids" in tokenizer.model_input_names
+        self.uses_token_types = "token_type_ids" in tokenizer.model_input_names
         # At most one entry per vocabulary id; a dict is safe to share between threads under the GIL.
         self._token_strs: dict[int, str] = {}
         self._warned_targets: set[str] = set()
@@ -59,9 +58,9 @@ class TextEncoder:
             truncation=self.truncation,
             max_length=self.max_length if self.truncation else None,
             return_attention_mask=False,
-            return_token_type_ids=self._uses_token_types,
+            return_token_type_ids=self.uses_token_types,
         )
-        token_types = enc.get("token_type_ids") if self._uses_token_types else None
+        token_types = enc.get("token_type_ids") if self.uses_token_types else None
         out: list[EncodedText] = []
         for index, ids in enumerate(enc["input_ids"]):
             if len(ids) > self.max_length:
@@ -95,7 +94,7 @@ class TextEncoder:
         width = max(item.length for item in items)
         ids = np.full((len(items), width), self._pad_id, dtype=np.int64)
         attention = np.zeros((len(items), width), dtype=np.int64)
-        types = np.zeros((len(items), width), dtype=np.int64) if self._uses_token_types else None
+        types = np.zeros((len(items), width), dtype=np.int64) if self.uses_token_types else None
         rows: list[int] = []
         cols: list[int] = []
         for row, item in enumerate(items):

@@ -18,20 +18,6 @@ def load_json(body: bytes) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
 
 
-CLIPPED_CHARS = 40
-
-
-def clip(text: str) -> str:
-    """``text`` cut to its first characters: messages quote what the client sent (a tensor name, a
-    parameter), which can be megabytes long."""
-    return text if len(text) <= CLIPPED_CHARS else text[:CLIPPED_CHARS] + "..."
-
-
-def preview(value: Any) -> str:
-    """``repr(value)``, clipped."""
-    return clip(repr(value))
-
-
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from maskserve.domain import FillMaskParams, InputPredictions
-from maskserve.errors import BadRequest
-from maskserve.protocols.common import load_json, preview, require_texts, type_name
+from maskserve.domain import TASK_FILL_MASK, InputPredictions, TaskCall
+from maskserve.errors import BadRequest, preview
+from maskserve.params import FillMaskParams
+from maskserve.protocols.common import load_json, require_texts, type_name
 from maskserve.protocols.params import parse_params
+
+# What the Inference API's body may hold.
+BODY_KEYS = ("inputs", "parameters", "options")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,10 @@ class HFRequest:
     params: FillMaskParams
     use_cache: bool | None = None
     wait_for_model: bool | None = None
+
+    @property
+    def call(self) -> TaskCall:
+        return TaskCall(TASK_FILL_MASK, self.texts, self.params)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -49,8 +57,18 @@ def parse_hf_request(body: bytes, content_type: str | None) -> HFRequest:
         return HFRequest(texts=[payload], unwrap=True, params=FillMaskParams())
     if not isinstance(payload, dict):
         raise BadRequest(f'the body must be a JSON object like {{"inputs": "..."}}, got {type_name(payload)}')
+    unknown = [str(key) for key in payload if key not in BODY_KEYS]
+    # A misspelt "parameter" would otherwise be answered as if no parameter had been given.
+    unknown_note = (
+        f"unknown key {preview(unknown[0])} in the body; the known ones are {', '.join(BODY_KEYS)}"
+        if unknown
+        else ""
+    )
     if "inputs" not in payload:
-        raise BadRequest("'inputs' is required: the text (or list of texts) to fill")
+        note = f" ({unknown_note})" if unknown else ""
+        raise BadRequest(f"'inputs' is required: the text (or list of texts) to fill{note}")
+    if unknown:
+        raise BadRequest(unknown_note)
     texts = require_texts(payload["inputs"], "inputs")
     params = parse_params(payload.get("parameters"), strict=True) or FillMaskParams()
     options = payload.get("options")

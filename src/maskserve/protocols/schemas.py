@@ -1,5 +1,6 @@
-"""Schemas of the JSON bodies, for the OpenAPI document. Parsing stays in the protocol modules, which give
-clearer messages than generic validation; these models only describe the wire format."""
+"""Schemas of the JSON bodies, for the OpenAPI document. The task parameters are their one declaration
+(maskserve.params); the rest describes the wire format, which the protocol modules parse with messages
+clearer than generic validation."""
 
 from __future__ import annotations
 
@@ -7,35 +8,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from maskserve.params import FillMaskParams
+
 
 class ErrorBody(BaseModel):
     error: str = Field(description="what was wrong and how to fix it")
     estimated_time: float | None = Field(None, description="seconds until the model is loaded (503 only)")
 
 
-class FillMaskParameters(BaseModel):
-    top_k: int | None = Field(None, ge=1, description="candidates per mask (default 5)")
-    targets: str | list[str] | None = Field(None, description="restrict candidates to these words")
-    target_scoring: Literal["first_token", "word"] | None = Field(
-        None,
-        description="word: score each target as the whole word it is, over all its pieces (docs/words.md)",
-    )
-    whole_word: bool | None = Field(
-        None, description="fill the mask with a whole word of 1..max_subwords pieces"
-    )
-    max_subwords: int | None = Field(
-        None, ge=1, le=8, description="longest whole word, in pieces (default 3)"
-    )
-    decoding: Literal["independent", "joint"] | None = Field(
-        None, description="joint: decode several masks together by beam search"
-    )
-    num_beams: int | None = Field(None, ge=1, le=32, description="beam width (default max(top_k, 5))")
+class OpenFillMaskParams(FillMaskParams):
+    """The fill-mask parameters as V1 and V2 take them: other keys are accepted (KServe's extensions, the
+    binary data extension's), where the HF API refuses them."""
 
-
-class HFParameters(FillMaskParameters):
-    # The HF API refuses keys it does not know (a misspelt "topk" would otherwise be silently ignored);
-    # V1 and V2 accept extension keys.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
 
 class HFOptions(BaseModel):
@@ -45,7 +30,7 @@ class HFOptions(BaseModel):
 
 class HFRequestBody(BaseModel):
     inputs: str | list[str] = Field(description="text(s) containing the model's mask token")
-    parameters: HFParameters | None = None
+    parameters: FillMaskParams | None = None
     options: HFOptions | None = None
 
 
@@ -80,7 +65,7 @@ HFResponseBody = (
 class V1PredictRequest(BaseModel):
     instances: list[str] | None = Field(None, description="texts, each with a mask token")
     inputs: list[str] | None = Field(None, description="alternative to instances (read first, as KServe)")
-    parameters: FillMaskParameters | None = None
+    parameters: OpenFillMaskParams | None = None
 
 
 class V1PredictResponse(BaseModel):

@@ -8,11 +8,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from maskserve.domain import FillMaskParams, InputPredictions, KServeValue, ModelInfo, Prediction
-from maskserve.errors import BadRequest
-from maskserve.protocols.common import clip, dumps, load_json, preview, type_name
+from maskserve.domain import (
+    TASK_FILL_MASK,
+    TASK_KSERVE_FILL_MASK,
+    InputPredictions,
+    KServeValue,
+    ModelInfo,
+    Prediction,
+    TaskCall,
+)
+from maskserve.errors import BadRequest, clip, preview
+from maskserve.params import FillMaskParams
+from maskserve.protocols.common import dumps, load_json, type_name
 from maskserve.protocols.hf import render_input
-from maskserve.protocols.params import parse_params
+from maskserve.protocols.params import parse_params, unknown_warnings
 
 KSERVE_OUTPUT = "output-0"
 TOPK_OUTPUTS = ("token_str", "score", "token", "sequence")
@@ -169,6 +178,29 @@ def request_params(request: InferenceRequest) -> FillMaskParams | None:
     return parse_params(request.parameters)
 
 
+def task_call(request: InferenceRequest) -> TaskCall:
+    """What the request asks for: the pipeline's candidates when it names top-k outputs or passes fill-mask
+    parameters, KServe's ``output-0`` otherwise."""
+    texts = decode_texts(request)
+    params = request_params(request)
+    warnings = tuple(unknown_warnings(request.parameters))
+    if requested_topk(request) is not None or params is not None:
+        return TaskCall(TASK_FILL_MASK, texts, params or FillMaskParams(), warnings)
+    return TaskCall(TASK_KSERVE_FILL_MASK, texts, FillMaskParams(), warnings)
+
+
+def render(
+    info: ModelInfo, request: InferenceRequest, call: TaskCall, results: list[Any]
+) -> InferenceResponse:
+    """The response to ``call``'s answers, in the outputs the request asked for."""
+    if call.task == TASK_KSERVE_FILL_MASK:
+        return render_kserve_values(info, request, results)
+    topk = requested_topk(request)
+    if topk is not None:
+        return render_topk(info, request, results, topk)
+    return render_candidates_json(info, request, results)
+
+
 def _response(info: ModelInfo, request: InferenceRequest, outputs: list[ResponseOutput]) -> InferenceResponse:
     return InferenceResponse(model_name=info.name, id=request.id or str(uuid.uuid4()), outputs=outputs)
 
@@ -233,12 +265,37 @@ def render_topk(
     return _response(info, request, outputs)
 
 
+# The model repository extension's states for maskserve's (a failed model is UNAVAILABLE with its reason; a
+# stopping server's models are UNLOADING).
+_REPOSITORY_STATES = {
+    "unavailable": "UNAVAILABLE",
+    "loading": "LOADING",
+    "ready": "READY",
+    "unloading": "UNLOADING",
+    "failed": "UNAVAILABLE",
+    "stopping": "UNLOADING",
+}
+
+
+def repository_index(states: list[tuple[str, str, str | None]]) -> list[dict[str, str]]:
+    """The repository index from (name, state, error) per model."""
+    return [
+        {
+            "name": name,
+            "version": "",
+            "state": _REPOSITORY_STATES[state],
+            "reason": f"failed to load: {error}" if state == "failed" else "",
+        }
+        for name, state, error in states
+    ]
+
+
 def server_metadata(version: str, extensions: list[str]) -> ServerMetadata:
     return ServerMetadata(name="maskserve", version=version, extensions=extensions)
 
 
 def model_metadata(info: ModelInfo) -> ModelMetadata:
-    platform = {"torch": "pytorch_transformers", "onnx": "onnxruntime_onnx"}.get(info.backend, info.backend)
+    platform = info.platform or info.backend
     outputs = [MetadataTensor(name=KSERVE_OUTPUT, datatype="BYTES", shape=[-1])]
     outputs += [MetadataTensor(name=n, datatype=_TOPK_DATATYPES[n], shape=[-1, -1]) for n in TOPK_OUTPUTS]
     return ModelMetadata(

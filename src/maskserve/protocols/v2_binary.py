@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from maskserve.errors import BadRequest
-from maskserve.protocols.common import clip, dumps, preview, type_name
+from maskserve.errors import BadRequest, clip, preview
+from maskserve.protocols.common import dumps, type_name
 from maskserve.protocols.v2 import (
     InferenceRequest,
     InferenceResponse,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
+from maskserve.config.paths import user_cache
 from maskserve.errors import ModelLoadError
 from maskserve.storage.atomic import DestinationExists, staged_directory
 from maskserve.storage.gcs import fetch_gcs
@@ -106,8 +106,7 @@ def download_cache_root(cache_dir: Path | None) -> Path:
     under ``cache_dir`` when given, else ``$XDG_CACHE_HOME/maskserve/models`` (``~/.cache/...``)."""
     if cache_dir is not None:
         return cache_dir / _CACHE_SUBDIR
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "maskserve" / "models"
+    return user_cache("models")
 
 
 def _cache_name(uri: ModelURI) -> str:

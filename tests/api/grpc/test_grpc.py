@@ -26,9 +26,8 @@ from maskserve import __version__
 from maskserve.api.grpc import SERVICE_NAME, start_grpc_server
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
-from maskserve.core import dataplane
+from maskserve.core.dataplane import DataPlane
 from maskserve.core.engine import Engine
-from maskserve.domain import FillMaskParams
 from maskserve.errors import (
     InferenceFailed,
     MaskserveError,
@@ -38,6 +37,7 @@ from maskserve.errors import (
     RequestTimeout,
     Unauthorized,
 )
+from maskserve.params import FillMaskParams
 from maskserve.protocols import v2
 from support.engines import engine_for
 
@@ -313,10 +313,10 @@ async def test_port_in_use_fails_loudly(served: Served) -> None:
 async def test_error_table_over_the_wire(
     served: Served, monkeypatch: pytest.MonkeyPatch, error: MaskserveError, code: grpc.StatusCode
 ) -> None:
-    async def failing(engine: Engine, request: v2.InferenceRequest, **_: object) -> v2.InferenceResponse:
+    async def failing(*_: object) -> v2.InferenceResponse:
         raise error
 
-    monkeypatch.setattr(dataplane, "v2_infer", failing)
+    monkeypatch.setattr(DataPlane, "v2_infer", failing)
     call = served.stub.ModelInfer(text_request(GUIDE_TEXTS), timeout=DEADLINE)
     err = await expect_code(call, code)
     assert err.details() == error.message
@@ -330,10 +330,10 @@ async def test_error_table_over_the_wire(
 async def test_unexpected_error_is_internal_without_leaking(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def failing(engine: Engine, request: v2.InferenceRequest, **_: object) -> v2.InferenceResponse:
+    async def failing(*_: object) -> v2.InferenceResponse:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(dataplane, "v2_infer", failing)
+    monkeypatch.setattr(DataPlane, "v2_infer", failing)
     err = await expect_code(
         served.stub.ModelInfer(text_request(GUIDE_TEXTS), timeout=DEADLINE), grpc.StatusCode.INTERNAL
     )

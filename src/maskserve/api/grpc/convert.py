@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
-from maskserve.errors import BadRequest
+from maskserve.errors import BadRequest, clip
 from maskserve.protocols import v2
-from maskserve.protocols.common import clip
 from maskserve.protocols.v2_binary import RAW_DTYPES, encode_tensor
 from maskserve.protocols.v2_binary import split_bytes_elements as decode_bytes_tensor
 

@@ -2,7 +2,7 @@
 service.
 
 Everything runs on ``grpc.aio`` in the caller's event loop, the one the HTTP server and the engine's batcher
-use: no handler threads. Inference goes through the same ``dataplane.v2_infer`` as the REST route.
+use: no handler threads. Inference goes through the same data plane as the REST route.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from maskserve.api.grpc import convert
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2 as pb
 from maskserve.api.grpc._generated import grpc_predict_v2_pb2_grpc as pb_grpc
 from maskserve.api.grpc.auth import ApiKeyInterceptor
-from maskserve.core import dataplane
 from maskserve.core.answer_size import AnswerLimit
+from maskserve.core.context import RequestContext
+from maskserve.core.dataplane import DataPlane
 from maskserve.core.engine import Engine
 from maskserve.core.registry import ModelRegistry, as_registry
 from maskserve.core.slot import ModelSlot
+from maskserve.core.waiting import KServeWait
 from maskserve.errors import MaskserveError, NotFound
 from maskserve.protocols import v2
 
@@ -113,8 +115,9 @@ class InferenceServicer:
         max_wait_for_model_s: float = 0.0,
     ) -> None:
         self.registry = registry
+        self.plane = DataPlane(registry)
         self.extensions = list(extensions or [])
-        self.max_wait_for_model_s = max_wait_for_model_s
+        self.wait = KServeWait(max_wait_for_model_s)
         # An answer over the message limit is refused before it is computed, naming the flag.
         self.answer_limit = AnswerLimit(
             max_send_message_length, "--grpc_max_send_message_length", json_in_json=False
@@ -125,10 +128,6 @@ class InferenceServicer:
         if version:
             raise NotFound(f"Model {name} has no version {version}: maskserve serves unversioned models")
         return slot
-
-    async def _engine_for(self, name: str, version: str = "") -> Engine:
-        """As V2 over REST: a model that is not loaded loads and the call waits (--max_wait_for_model_s)."""
-        return await self.registry.kserve_engine(self._check(name, version), self.max_wait_for_model_s)
 
     @_status_mapped
     async def ServerLive(  # noqa: N802 (the protocol's method name)
@@ -166,9 +165,12 @@ class InferenceServicer:
     async def ModelInfer(  # noqa: N802 (the protocol's method name)
         self, request: pb.ModelInferRequest, context: Context
     ) -> pb.ModelInferResponse:
-        engine = await self._engine_for(request.model_name, request.model_version)
+        # As V2 over REST: a model that is not loaded loads and the call waits (--max_wait_for_model_s).
+        self._check(request.model_name, request.model_version)
+        served = await self.plane.model(request.model_name, self.wait)
         parsed = convert.infer_request_from_proto(request)
-        response = await dataplane.v2_infer(engine, parsed, answer_limit=self.answer_limit)
+        ctx = RequestContext(answer_limit=self.answer_limit)
+        response = await self.plane.v2_infer(served, parsed, ctx)
         return convert.infer_response_to_proto(response, raw=bool(request.raw_input_contents))
 
 

@@ -15,6 +15,7 @@ from maskserve.api.http.responses import JSONResponse
 from maskserve.api.http.routes import hf, repository, v1, v2
 from maskserve.api.http.routes.playground import install_playground
 from maskserve.config import Settings
+from maskserve.core.dataplane import DataPlane
 from maskserve.core.engine import Engine
 from maskserve.core.metrics import Metrics
 from maskserve.core.registry import ModelRegistry, as_registry
@@ -50,6 +51,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.registry = registry
+    app.state.plane = DataPlane(registry)
     app.state.metrics = metrics
     app.state.max_wait_for_model_s = settings.max_wait_for_model_s
     install_error_handlers(app)
@@ -57,8 +59,7 @@ def create_app(
     install_docs(app)
     for module in (v1, v2, hf):
         app.include_router(module.router)
-    if settings.enable_repository_api:
-        app.include_router(repository.router)
+    app.include_router(repository.router if settings.enable_repository_api else repository.off)
     if settings.enable_playground:
         install_playground(app)
 

@@ -8,9 +8,11 @@ from typing import TypeVar
 
 from fastapi import Request
 
-from maskserve.core.engine import Engine
+from maskserve.core.context import RequestContext
+from maskserve.core.dataplane import DataPlane
 from maskserve.core.registry import ModelRegistry
 from maskserve.core.slot import ModelSlot
+from maskserve.core.waiting import HFWait, KServeWait
 from maskserve.protocols.common import parse_flag
 
 T = TypeVar("T")
@@ -21,31 +23,32 @@ def registry_of(request: Request) -> ModelRegistry:
     return registry
 
 
+def plane_of(request: Request) -> DataPlane:
+    plane: DataPlane = request.app.state.plane
+    return plane
+
+
 def slot_for(request: Request, name: str) -> ModelSlot:
     """The slot serving ``name`` (served name or Hub id), else KServe's 404 listing the names."""
     return registry_of(request).get(name)
 
 
-async def engine_for(request: Request, name: str) -> Engine:
-    """The engine serving ``name`` for V1 and V2, waiting for a load up to --max_wait_for_model_s."""
-    registry = registry_of(request)
-    limit: float = request.app.state.max_wait_for_model_s
-    return await registry.kserve_engine(registry.get(name), limit)
+def kserve_wait(request: Request) -> KServeWait:
+    """V1 and V2: a model that is not loaded loads, and the request waits up to --max_wait_for_model_s."""
+    return KServeWait(request.app.state.max_wait_for_model_s)
 
 
-async def hf_engine(request: Request, name: str | None, wait_option: bool | None) -> Engine:
-    """The Inference API's view: a model that is not loaded (an allowed Hub id included) starts loading and
-    the answer is 503 with ``estimated_time``, unless the client asked to wait (``x-wait-for-model`` header
-    or ``options.wait_for_model``), bounded by --max_wait_for_model_s."""
-    registry = registry_of(request)
-    slot = registry.get(name, allow_hub=True) if name is not None else registry.default()
-    message = f"Model {name or slot.model_id or slot.name} is currently loading"
+def hf_wait(request: Request, wait_option: bool | None) -> HFWait:
+    """The Inference API's: 503 with ``estimated_time`` while a model loads, unless the client asked to wait
+    (``x-wait-for-model`` header or ``options.wait_for_model``), bounded by --max_wait_for_model_s."""
     header = parse_flag(request.headers.get("x-wait-for-model"), "x-wait-for-model")
     wait = header if header is not None else bool(wait_option)
-    if wait:
-        limit: float = request.app.state.max_wait_for_model_s
-        return await registry.wait_loaded(slot, limit, loading_message=message)
-    return registry.engine_or_raise(slot, start=True, loading_message=message)
+    return HFWait(wait, request.app.state.max_wait_for_model_s)
+
+
+def context(request: Request, use_cache_option: bool | None = None) -> RequestContext:
+    """``x-use-cache`` (header) wins over ``options.use_cache`` (body); the cache is used by default."""
+    return RequestContext(use_cache=use_cache(request, use_cache_option))
 
 
 def use_cache(request: Request, option: bool | None = None) -> bool:

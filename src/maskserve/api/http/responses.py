@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.responses import Response
 
-from maskserve.core.outcome import RequestOutcome
+from maskserve.core.context import RequestContext
 from maskserve.protocols.common import dumps
 
 
@@ -42,7 +42,7 @@ def warning_value(text: str) -> str:
     return '299 - "' + plain.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def with_outcome(response: R, outcome: RequestOutcome) -> R:
+def with_outcome(response: R, outcome: RequestContext) -> R:
     """``X-Cache: hit`` (every input from the cache), ``miss`` (some computed) or ``bypass`` (not used), and
     one ``Warning`` header per warning of the request."""
     response.headers[CACHE_HEADER] = outcome.label

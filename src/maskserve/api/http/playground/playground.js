@@ -4,7 +4,19 @@
 
 (function () {
   const models = JSON.parse(document.getElementById("models").textContent || "[]");
+  // Each parameter's default and bounds, served from the server's one declaration of them.
+  const bounds = JSON.parse(document.getElementById("parameters").textContent || "{}");
   const $ = (id) => document.getElementById(id);
+
+  function bind(id, name) {
+    const input = $(id);
+    const spec = bounds[name] || {};
+    if (spec.min !== undefined) input.min = spec.min;
+    if (spec.max !== undefined) input.max = spec.max;
+    if (spec.default !== undefined && spec.default !== null) input.value = spec.default;
+  }
+  bind("top-k", "top_k");
+  bind("max-subwords", "max_subwords");
   const form = $("form");
   const select = $("model");
   const text = $("text");
@@ -68,7 +80,8 @@
     if ($("word-targets").checked && targets.length) params.target_scoring = "word";
     if ($("whole-word").checked) {
       params.whole_word = true;
-      params.max_subwords = parseInt($("max-subwords").value, 10) || 3;
+      const pieces = parseInt($("max-subwords").value, 10);
+      if (!Number.isNaN(pieces)) params.max_subwords = pieces;
     }
     if ($("joint").checked) params.decoding = "joint";
     return params;
@@ -80,7 +93,10 @@
   }
 
   function percent(score) {
-    return (score * 100).toFixed(score >= 0.001 ? 1 : 3) + "%";
+    // Below 0.1 % a fixed 0.000% would hide the number: a whole-word target can be 1e-11 likely.
+    const value = score * 100;
+    if (score >= 0.001) return value.toFixed(1) + "%";
+    return (score === 0 ? "0" : value.toExponential(1)) + "%";
   }
 
   function label(candidate) {
@@ -109,7 +125,7 @@
       list.className = "candidates";
       for (const candidate of candidates) {
         const item = document.createElement("li");
-        item.className = "candidate";
+        item.className = candidate.token_strs ? "candidate joint" : "candidate";
         const token = document.createElement("span");
         token.className = "token";
         token.textContent = label(candidate);

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from maskserve.api.http.deps import hf_engine, unless_disconnected, use_cache
+from maskserve.api.http.deps import context, hf_wait, plane_of, unless_disconnected
 from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse, with_outcome
-from maskserve.core.outcome import RequestOutcome
 from maskserve.protocols import hf, schemas
 
 router = APIRouter(tags=["Hugging Face Inference API"])
@@ -17,13 +16,11 @@ router = APIRouter(tags=["Hugging Face Inference API"])
 
 async def _fill_mask(request: Request, model_id: str | None) -> JSONResponse:
     parsed = hf.parse_hf_request(await request.body(), request.headers.get("content-type"))
-    engine = await hf_engine(request, model_id, parsed.wait_for_model)
-    outcome = RequestOutcome()
-    work = engine.fill_mask(
-        parsed.texts, parsed.params, use_cache=use_cache(request, parsed.use_cache), outcome=outcome
-    )
-    results = await unless_disconnected(request, work)
-    return with_outcome(JSONResponse(hf.render_hf_response(results, parsed.unwrap)), outcome)
+    plane = plane_of(request)
+    served = await plane.model(model_id, hf_wait(request, parsed.wait_for_model))
+    ctx = context(request, parsed.use_cache)
+    results = await unless_disconnected(request, plane.run(served, parsed.call, ctx))
+    return with_outcome(JSONResponse(hf.render_hf_response(results, parsed.unwrap)), ctx)
 
 
 _FILL_MASK: dict[str, Any] = {

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse
 
 from maskserve.api.http.deps import registry_of
+from maskserve.params import FillMaskParams, bounds
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "playground"
 PAGE = "/playground"
@@ -30,8 +32,7 @@ def _template() -> str:
 
 
 def models_json(request: Request) -> str:
-    """The served models for the page: name, state and mask token (known once loaded), as JSON that is
-    safe inside a <script> element."""
+    """The served models for the page: name, state and mask token (known once loaded)."""
     models = [
         {
             "name": slot.name,
@@ -40,12 +41,24 @@ def models_json(request: Request) -> str:
         }
         for slot in registry_of(request).slots
     ]
-    return json.dumps(models).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return _script_json(models)
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a <script> element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 @router.get(PAGE, include_in_schema=False)
 async def playground(request: Request) -> HTMLResponse:
-    return HTMLResponse(_template().replace("__MASKSERVE_MODELS__", models_json(request)))
+    page = _template().replace("__MASKSERVE_MODELS__", models_json(request))
+    return HTMLResponse(page.replace("__MASKSERVE_PARAMETERS__", _script_json(bounds(FillMaskParams))))
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> RedirectResponse:
+    # Browsers ask for /favicon.ico whatever the page links; the icon is the playground's SVG.
+    return RedirectResponse(f"{ASSETS}/favicon.svg", status_code=301)
 
 
 def install_playground(app: FastAPI) -> None:

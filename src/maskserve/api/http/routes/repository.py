@@ -9,15 +9,18 @@ from fastapi import APIRouter, Request
 
 from maskserve.api.http.deps import registry_of
 from maskserve.api.http.openapi import ERRORS
-from maskserve.protocols import schemas
+from maskserve.errors import NotFound
+from maskserve.protocols import schemas, v2
 
 router = APIRouter(tags=["Model repository (Open Inference Protocol extension)"])
+# Answers every repository route while the API is off, so a client learns why rather than a bare 404.
+off = APIRouter(include_in_schema=False)
 
 
 @router.post("/v2/repository/index", response_model=list[schemas.RepositoryModel])
 async def index(request: Request) -> list[dict[str, str]]:
     """Every model with its state: UNAVAILABLE, LOADING, READY or UNLOADING (and why, when it failed)."""
-    return registry_of(request).index()
+    return v2.repository_index(registry_of(request).states())
 
 
 @router.post("/v2/repository/models/{name}/load", response_model=schemas.RepositoryAction, responses=ERRORS)
@@ -34,3 +37,11 @@ async def unload(request: Request, name: str) -> dict[str, Any]:
     """Take no new requests for the model, wait for those in flight, then free it."""
     slot = await registry_of(request).unload(name)
     return {"name": slot.name, "unload": True}
+
+
+@off.post("/v2/repository/{rest:path}")
+async def repository_off(rest: str) -> None:
+    raise NotFound(
+        "the model repository API is off on this server; start it with --enable_repository_api to index, "
+        "load and unload models here"
+    )

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from maskserve.api.http.deps import engine_for, registry_of, slot_for, unless_disconnected, use_cache
+from maskserve.api.http.deps import context, kserve_wait, plane_of, registry_of, slot_for, unless_disconnected
 from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse, with_outcome
-from maskserve.core.outcome import RequestOutcome
 from maskserve.protocols import kserve_v1, schemas
 
 router = APIRouter(tags=["KServe V1"])
@@ -34,13 +33,9 @@ async def model_ready(request: Request, name: str) -> dict[str, Any]:
     openapi_extra=json_body(schemas.V1PredictRequest),
 )
 async def predict(request: Request, name: str) -> JSONResponse:
-    engine = await engine_for(request, name)
+    plane = plane_of(request)
+    served = await plane.model(name, kserve_wait(request))
     parsed = kserve_v1.parse_v1_request(await request.body())
-    cached, outcome = use_cache(request), RequestOutcome()
-    if parsed.params is not None:
-        work = engine.fill_mask(parsed.texts, parsed.params, use_cache=cached, outcome=outcome)
-        body = kserve_v1.render_v1_candidates(await unless_disconnected(request, work))
-    else:
-        values = engine.kserve_values(parsed.texts, use_cache=cached, outcome=outcome)
-        body = kserve_v1.render_v1_values(await unless_disconnected(request, values))
-    return with_outcome(JSONResponse(body), outcome)
+    ctx = context(request)
+    results = await unless_disconnected(request, plane.run(served, parsed.call, ctx))
+    return with_outcome(JSONResponse(kserve_v1.render_v1(parsed.call, results)), ctx)

@@ -8,11 +8,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from maskserve import __version__
-from maskserve.api.http.deps import engine_for, registry_of, slot_for, unless_disconnected, use_cache
+from maskserve.api.http.deps import context, kserve_wait, plane_of, registry_of, slot_for, unless_disconnected
 from maskserve.api.http.openapi import ERRORS, json_body
 from maskserve.api.http.responses import JSONResponse, with_outcome
-from maskserve.core import dataplane
-from maskserve.core.outcome import RequestOutcome
 from maskserve.errors import NotFound
 from maskserve.protocols import schemas, v2, v2_binary
 
@@ -68,14 +66,14 @@ async def infer_version(name: str, version: str) -> None:
 async def infer(request: Request, name: str) -> Response:
     """JSON, or the binary tensor data extension when ``Inference-Header-Content-Length`` is sent (request)
     or outputs are asked for with ``binary_data`` / ``binary_data_output`` (response)."""
-    engine = await engine_for(request, name)
+    plane = plane_of(request)
+    served = await plane.model(name, kserve_wait(request))
     parsed = v2_binary.parse_request(await request.body(), request.headers.get(v2_binary.HEADER))
-    outcome = RequestOutcome()
-    work = dataplane.v2_infer(engine, parsed, use_cache=use_cache(request), outcome=outcome)
-    result = await unless_disconnected(request, work)
+    ctx = context(request)
+    result = await unless_disconnected(request, plane.v2_infer(served, parsed, ctx))
     binary = v2_binary.encode_binary_response(result, parsed)
     if binary is None:
-        return with_outcome(JSONResponse(result), outcome)
+        return with_outcome(JSONResponse(result), ctx)
     body, json_length = binary
     headers = {v2_binary.HEADER: str(json_length)}
-    return with_outcome(Response(body, media_type="application/octet-stream", headers=headers), outcome)
+    return with_outcome(Response(body, media_type="application/octet-stream", headers=headers), ctx)
