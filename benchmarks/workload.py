@@ -110,6 +110,17 @@ def sentences(n: int, seed: int = 0, mask: str = "[MASK]") -> list[str]:
     return out
 
 
+def plain_sentences(n: int, seed: int = 0) -> list[str]:
+    """``n`` whole sentences of 8-24 words (no mask), for sentence scores; the same for the same seed."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < n:
+        text = _sentence(rng)
+        if MIN_WORDS <= len(text.split()) <= MAX_WORDS:
+            out.append(text)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-n", type=int, default=10, help="how many sentences (default: 10)")

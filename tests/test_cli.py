@@ -187,6 +187,31 @@ def test_predict_prints_the_answer_and_only_the_warnings(bert_dir: Path) -> None
     assert lines[0].startswith("maskserve: warning: target 'Zzxqwv'")
 
 
+@pytest.mark.e2e
+def test_score_prints_the_score_routes_answer(bert_dir: Path) -> None:
+    from support.pll import sentence_score
+
+    def score(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "maskserve", "score", str(bert_dir), *argv, "--backend", "torch"],
+            env=server_env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    one = score("the cat sat .", "--words", "--metric", "token")
+    assert one.returncode == 0, one.stderr
+    answer = json.loads(one.stdout)
+    assert answer["score"] == pytest.approx(
+        sentence_score(bert_dir, "the cat sat .", "token")["score"], abs=1e-5
+    )
+    assert [w["word"] for w in answer["words"]] == ["the", "cat", "sat", "."]
+    assert one.stderr == ""  # nothing but the answer
+    two = score("the cat sat .", "a dog ran .")
+    assert [set(a) for a in json.loads(two.stdout)] == [{"score", "num_tokens", "pseudo_perplexity"}] * 2
+    bad = score("the [MASK] sat .")
+    assert bad.returncode == 2
+    assert "holds the mask token" in bad.stderr
+
+
 # --- several models ---
 
 

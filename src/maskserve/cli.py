@@ -1,5 +1,5 @@
-"""Command line: ``maskserve serve`` and ``maskserve predict``, with flags built from :class:`Settings`, and
-``maskserve download``."""
+"""Command line: ``maskserve serve``, ``maskserve predict`` and ``maskserve score``, with flags built from
+:class:`Settings`, and ``maskserve download``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from maskserve import __version__
 from maskserve.config import GROUPS, MODEL_GROUPS, Settings
 from maskserve.logs import configure_logging
+from maskserve.params import ScoreParams, choices
 
 logger = logging.getLogger("maskserve")
 
@@ -168,6 +169,26 @@ def build_parser() -> argparse.ArgumentParser:
         if action.dest == "log_level":
             action.help = "log level (default: warning)"
 
+    score = commands.add_parser(
+        "score",
+        help="score whole texts (pseudo-log-likelihood) and print the scores as JSON",
+        description=(
+            "Load MODEL and print each TEXT's pseudo-log-likelihood as JSON (no server): an object for one "
+            "text, a list for several (docs/scores.md)."
+        ),
+        usage="maskserve score MODEL TEXT [TEXT ...] [--metric word_l2r|token] [--tokens] [--words] [...]",
+    )
+    add_settings_arguments(score, (*MODEL_GROUPS, "logging"))
+    score.add_argument("texts", nargs="*", metavar="TEXT", help="a whole text, without a mask token")
+    declared = ScoreParams.model_fields
+    score.add_argument(
+        "--metric", choices=list(choices(ScoreParams, "metric")), default="word_l2r",
+        help=f"{declared['metric'].description} (default: word_l2r)",
+    )  # fmt: skip
+    score.add_argument("--tokens", action="store_true", help=declared["tokens"].description)
+    score.add_argument("--words", action="store_true", help=declared["words"].description)
+    score.set_defaults(log_level="warning")
+
     download = commands.add_parser(
         "download",
         help="fetch a model into a directory",
@@ -262,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging("info", "text")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command in {"download", "predict"} and unknown:
+    if args.command in {"download", "predict", "score"} and unknown:
         # Only serve tolerates unknown flags, for KServe's sake.
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "download":
@@ -282,6 +303,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.command == "predict":
         sys.exit(server.predict(settings, text, top_k=args.top_k, targets=targets))
+    if args.command == "score":
+        if not args.texts:
+            parser.error("score needs TEXT: maskserve score MODEL TEXT [TEXT ...]")
+        params = ScoreParams(metric=args.metric, tokens=args.tokens, words=args.words)
+        sys.exit(server.score(settings, list(args.texts), params))
     sys.exit(server.serve(settings))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -25,6 +26,8 @@ class OutputMode(str, Enum):
 TASK_FILL_MASK = "fill-mask"
 # KServe's answer to a fill-mask request without parameters: top-1 text, or every token's probability/logit.
 TASK_KSERVE_FILL_MASK = "kserve-fill-mask"
+# The pseudo-log-likelihood of whole sentences (docs/scores.md).
+TASK_SCORE = "score"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,65 @@ class JointPrediction:
             "token_strs": list(self.token_strs),
             "sequence": self.sequence,
         }
+
+
+@dataclass(frozen=True)
+class TokenScore:
+    """One scored token: its id and text, its log-probability, its characters in the input."""
+
+    token: int
+    token_str: str
+    logprob: float
+    start: int
+    end: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "token_str": self.token_str,
+            "logprob": self.logprob,
+            "start": self.start,
+            "end": self.end,
+        }
+
+
+@dataclass(frozen=True)
+class WordScore:
+    """One word (the tokens of one word id): its text, the sum of its tokens' log-probabilities."""
+
+    word: str
+    logprob: float
+    start: int
+    end: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"word": self.word, "logprob": self.logprob, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    """One input's pseudo-log-likelihood: the sum of its scored tokens' natural log-probabilities."""
+
+    score: float
+    num_tokens: int
+    tokens: tuple[TokenScore, ...] | None = None
+    words: tuple[WordScore, ...] | None = None
+
+    @property
+    def pseudo_perplexity(self) -> float:
+        return math.exp(-self.score / self.num_tokens)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "score": self.score,
+            "num_tokens": self.num_tokens,
+            "pseudo_perplexity": self.pseudo_perplexity,
+        }
+        if self.tokens is not None:
+            out["tokens"] = [t.as_dict() for t in self.tokens]
+        if self.words is not None:
+            out["words"] = [w.as_dict() for w in self.words]
+        return out
 
 
 Candidate = Prediction | JointPrediction

@@ -55,6 +55,19 @@ def _words(raw: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _span(raw: Any) -> tuple[int, int]:
+    items = raw
+    if isinstance(raw, str):  # gRPC parameters are scalars: "start,end" (or "[start, end]")
+        parts = [p.strip() for p in raw.strip().strip("[]").split(",")]
+        items = [int(p) if p.lstrip("-").isdigit() else p for p in parts]
+    if not isinstance(items, list | tuple) or len(items) != 2:
+        raise ValueError(f"must be [start, end], two character offsets into the input, got {preview(raw)}")
+    start, end = (_count(item) for item in items)
+    if start < 0 or start >= end:
+        raise ValueError(f"must be [start, end] with 0 <= start < end, got [{start}, {end}]")
+    return start, end
+
+
 Count = Annotated[int, BeforeValidator(_count)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Words = Annotated[
@@ -133,6 +146,14 @@ def bounds(cls: type[BaseModel]) -> dict[str, dict[str, Any]]:
     return out
 
 
+Span = Annotated[
+    tuple[int, int],
+    BeforeValidator(_span),
+    WithJsonSchema(
+        {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 2, "maxItems": 2}
+    ),
+]
+
 TargetScoring = Literal["first_token", "word"]
 Decoding = Literal["independent", "joint"]
 
@@ -199,3 +220,25 @@ class FillMaskParams(TaskParams):
                 f"'{where}.top_k' ({self.top_k}) is more than 'num_beams' ({self.beams}): a joint decoding "
                 "keeps num_beams hypotheses; raise num_beams or lower top_k"
             )
+
+
+ScoreMetric = Literal["word_l2r", "token"]
+
+
+class ScoreParams(TaskParams):
+    """Sentence scores (docs/scores.md): the pseudo-log-likelihood of each input, and on request its tokens'
+    and words' log-probabilities."""
+
+    task: ClassVar[str] = "score"
+
+    metric: ScoreMetric = Field(
+        "word_l2r",
+        description="word_l2r: a token is masked with the rest of its word to its right (minicons' "
+        "within_word_l2r); token: the token alone (minicons' original)",
+    )
+    tokens: Flag = Field(False, description="also each scored token's log-probability and character offsets")
+    words: Flag = Field(False, description="also each word's log-probability (the sum of its tokens')")
+    span: Span | None = Field(
+        None,
+        description="[start, end] character offsets: only the tokens inside are scored, the rest is context",
+    )

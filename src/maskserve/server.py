@@ -8,14 +8,15 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from maskserve.config import Settings
-from maskserve.domain import InputPredictions
+from maskserve.domain import TASK_FILL_MASK, TASK_SCORE, TaskCall
 from maskserve.errors import MaskserveError, ModelLoadError
 from maskserve.logs import configure_logging
-from maskserve.params import FillMaskParams
+from maskserve.params import FillMaskParams, ScoreParams
 
 if TYPE_CHECKING:
     from maskserve.core.engine import Engine
@@ -193,10 +194,29 @@ async def _serve(settings: Settings) -> int:
 
 
 def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | None) -> int:
+    """``maskserve predict``: the HF API's answer for one text, on stdout."""
+    from maskserve.protocols.hf import render_hf_response
+
+    params = FillMaskParams(top_k=top_k, targets=tuple(targets) if targets else None)
+    return _one_off(settings, TaskCall(TASK_FILL_MASK, [text], params), lambda r: render_hf_response(r, True))
+
+
+def score(settings: Settings, texts: list[str], params: ScoreParams) -> int:
+    """``maskserve score``: each text's score, as the HF API's score route answers it, on stdout."""
+    from maskserve.protocols.hf import render_scores
+
+    return _one_off(
+        settings, TaskCall(TASK_SCORE, texts, params), lambda r: render_scores(r, len(texts) == 1)
+    )
+
+
+def _one_off(settings: Settings, call: TaskCall, render: Callable[[list[Any]], Any]) -> int:
+    """Load the model, answer ``call``, print the answer as JSON on stdout and only its warnings on
+    stderr. Exit status: 0, 1 when the model cannot load, 2 for a bad request."""
     from maskserve.core.context import RequestContext
+    from maskserve.core.dataplane import TASKS
     from maskserve.core.repository import load_engine
     from maskserve.protocols.common import dumps
-    from maskserve.protocols.hf import render_hf_response
 
     configure_logging(settings.log_level, settings.log_format)
     if settings.log_level != "debug":
@@ -204,14 +224,12 @@ def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | N
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    params = FillMaskParams(top_k=top_k, targets=tuple(targets) if targets else None)
-
     ctx = RequestContext()
 
-    async def run() -> list[InputPredictions]:
+    async def run() -> list[Any]:
         engine: Engine = load_engine(settings)
         try:
-            return await engine.fill_mask([text], params, ctx)
+            return await engine.run(TASKS[call.task], call.texts, call.params, ctx)
         finally:
             await engine.aclose()
 
@@ -222,5 +240,5 @@ def predict(settings: Settings, text: str, *, top_k: int, targets: list[str] | N
         return 1 if isinstance(exc, ModelLoadError) else 2
     for warning in ctx.warnings:
         print(f"maskserve: warning: {warning}", file=sys.stderr)
-    sys.stdout.write(dumps(render_hf_response(results, unwrap=True)).decode() + "\n")
+    sys.stdout.write(dumps(render(results)).decode() + "\n")
     return 0

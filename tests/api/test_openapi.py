@@ -95,6 +95,7 @@ async def test_request_examples_are_answered(family: str, request: pytest.Fixtur
             example = body["application/json"]["example"]
             answer = await client.post(url, json=example)
             assert answer.status_code == 200, (route, answer.text)
-            assert mask_of(path) in str(example)
+            if not route.endswith("score"):  # a score is of a whole text, without a mask
+                assert mask_of(path) in str(example)
             tried += 1
-    assert tried == 4
+    assert tried == 6

@@ -4,7 +4,10 @@ that dies without an answer is one too."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 from maskserve.backends import child as build_child
 from maskserve.backends.onnx_backend import OnnxBackend
 from support.engines import engine_for
+from support.servers import server_env
 
 
 @pytest.fixture
@@ -52,13 +56,26 @@ def test_a_failing_child_is_a_value_error_with_its_reason(tmp_path: Path) -> Non
     assert not list((tmp_path / "cache").glob("*-fp32"))  # nothing half-built was published
 
 
-def _die(job: int) -> None:
-    import os
-
-    os._exit(job)
-
-
 @pytest.mark.usefixtures("in_child")
 def test_a_child_that_dies_is_a_value_error_with_its_exit_status() -> None:
     with pytest.raises(ValueError, match=r"ended without an answer \(exit status 3\)"):
-        build_child.run_build(_die, 3)
+        build_child.run_build(os._exit, 3)
+
+
+def test_a_script_without_a_main_guard_can_build(bert_dir: Path, tmp_path: Path) -> None:
+    """A child is a fresh interpreter: the user's script is not run again in it (as multiprocessing's spawn
+    would do, loading the models twice)."""
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from maskserve.backends.onnx_backend import OnnxBackend\n"
+        f"OnnxBackend.load(Path({str(bert_dir)!r}), cache_dir=Path({str(tmp_path / 'cache')!r}))\n"
+        "print('built')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], env=server_env(XDG_CACHE_HOME=str(tmp_path / "xdg")),
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "built"
+    assert list((tmp_path / "cache").glob("*-fp32"))

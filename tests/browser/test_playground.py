@@ -208,8 +208,11 @@ def test_every_control_has_an_accessible_name(server: str, page: Any) -> None:
     assert unnamed == []
     for role, name in [("combobox", "Model"), ("textbox", "Text"), ("spinbutton", "top_k"),
                        ("textbox", "Targets"), ("button", "Fill mask"), ("button", "Insert mask"),
-                       ("checkbox", "Decode several masks jointly")]:  # fmt: skip
+                       ("checkbox", "Decode several masks jointly"), ("radio", "Fill mask"),
+                       ("radio", "Score")]:  # fmt: skip
         assert page.get_by_role(role, name=name).count() == 1, (role, name)
+    page.get_by_role("radio", name="Score").check()
+    assert page.get_by_role("combobox", name="Metric").count() == 1
 
 
 def test_the_playground_can_be_turned_off(bert_dir: Path, roberta_dir: Path) -> None:
@@ -256,3 +259,33 @@ def test_a_tiny_probability_shows_its_value_and_joint_labels_are_whole(server: s
     percents = page.locator("#results .candidate .percent").all_inner_texts()
     assert percents == [_percent(h["score"]) for h in answer]
     assert any("e-" in p for p in percents)  # the random tiny model's joint scores are far below 0.1 %
+
+
+def test_score_mode_shows_each_words_log_probability(server: str, page: Any, tmp_path: Path) -> None:
+    text = "the cat sat on the mat ."
+    answer = httpx.post(
+        f"{server}/models/bert/score",
+        json={"inputs": text, "parameters": {"words": True, "metric": "token"}},
+        timeout=60,
+        trust_env=False,
+    ).json()
+    page.goto(f"{server}/playground")
+    page.get_by_role("radio", name="Score").check()
+    assert page.get_by_role("spinbutton", name="top_k").is_hidden()  # fill-mask options are put away
+    page.get_by_label("Text", exact=True).fill(text)
+    page.get_by_role("combobox", name="Metric").select_option("token")
+    page.get_by_role("button", name="Score").click()
+    page.wait_for_selector("#results .sentence .word")
+    words = page.locator("#results .sentence .word")
+    assert words.all_inner_texts() == [w["word"] for w in answer["words"]]
+    assert page.locator("#results .sentence").inner_text() == text  # the sentence, whole, in its order
+    shown = page.locator("#results .candidate .logprob").all_inner_texts()
+    assert shown == [f"{w['logprob']:.3f}" for w in answer["words"]]
+    colours = [
+        words.nth(i).evaluate("e => getComputedStyle(e).backgroundColor") for i in range(words.count())
+    ]
+    worst = min(range(len(answer["words"])), key=lambda i: answer["words"][i]["logprob"])
+    assert len(set(colours)) > 1  # words differ at a glance
+    assert colours[worst] == "rgb(230, 69, 51)"  # the most surprising word in the deepest red
+    assert f"{answer['pseudo_perplexity']:.2f}" in page.locator("#results .totals").inner_text()
+    page.screenshot(path=str(tmp_path / "score.png"), full_page=True)

@@ -13,7 +13,7 @@ from maskserve.core.dataplane import TASKS, DataPlane
 from maskserve.core.registry import ModelRegistry
 from maskserve.core.slot import ModelSlot, ModelState
 from maskserve.core.waiting import HFWait, KServeWait
-from maskserve.domain import TASK_FILL_MASK, TASK_KSERVE_FILL_MASK, TaskCall
+from maskserve.domain import TASK_FILL_MASK, TASK_KSERVE_FILL_MASK, TASK_SCORE, TaskCall
 from maskserve.errors import BadRequest, ModelNotReady
 from maskserve.params import FillMaskParams
 from maskserve.protocols import v2
@@ -36,7 +36,7 @@ def _plane(bert_dir: Path, gate: threading.Event | None = None) -> DataPlane:
 
 
 def test_every_task_is_in_the_table() -> None:
-    assert set(TASKS) == {TASK_FILL_MASK, TASK_KSERVE_FILL_MASK}
+    assert set(TASKS) == {TASK_FILL_MASK, TASK_KSERVE_FILL_MASK, TASK_SCORE}
 
 
 async def test_kserve_requests_wait_for_a_model_that_loads_on_request(bert_dir: Path) -> None:

@@ -4,21 +4,25 @@ the child exits.
 Exporting a bert-base and running ONNX Runtime's transformer optimizer on it peaks at about 3.5 GB, and a
 process that did it keeps most of that (2.9 GB after the build, against 0.9 GB for a server that found the
 graph cached): allocators do not give it back. Built in a child, the server that serves the graph holds only
-the session. A build is a module-level function and a picklable job (a frozen dataclass), started with
-``multiprocessing``'s spawn (a fork would copy the server's threads and memory); it writes into the scratch
-directory its job names, and the parent publishes it. Its log lines come back to the parent's log at debug,
-its failure as a ValueError with its message.
+the session. A build is a module-level function and a typed job (a frozen dataclass); both go to the child
+pickled (the function by reference) on its stdin, and its outcome comes back pickled on its stdout.
+
+The child is a fresh ``python -m maskserve.backends.child``, not a ``multiprocessing`` spawn: spawn runs the
+parent's main script again in the child, so a user's script without an ``if __name__ == "__main__"`` guard
+would load its models again there (and fail). The child writes into the scratch directory its job names,
+and the parent publishes it. What it logs and prints comes back to the parent's log at debug, its failure
+as a ValueError with its message.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
+import pickle
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import TypeVar
 
 logger = logging.getLogger(__name__)
@@ -37,24 +41,24 @@ def run_build(build: Callable[[J], None], job: J) -> None:
     if IN_PROCESS:
         build(job)
         return
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(build, job, sender), name="maskserve-build", daemon=True)
-    process.start()
-    sender.close()  # the child holds the only sending end: its exit, however it ends, is an EOF here
+    done = subprocess.run(
+        [sys.executable, "-m", "maskserve.backends.child"],
+        input=pickle.dumps((build, job)),
+        capture_output=True,
+        check=False,
+    )
     try:
-        error, lines = receiver.recv()
-    except EOFError:
-        error, lines = None, []
-        process.join()
-        error = f"the build process ended without an answer (exit status {process.exitcode})"
-    finally:
-        receiver.close()
-    process.join()
+        error, lines = pickle.loads(done.stdout)
+    except Exception:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        error, lines = (
+            f"the build process ended without an answer (exit status {done.returncode}) {tail[0]}",
+            [],
+        )
     for line in lines:
         logger.debug("build: %s", line)
     if error is not None:
-        raise ValueError(error)
+        raise ValueError(error.strip())
 
 
 class _Lines(logging.Handler):
@@ -66,9 +70,11 @@ class _Lines(logging.Handler):
         self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
 
 
-def _child(build: Callable[[J], None], job: J, sender: Connection) -> None:
-    # What the libraries print (progress bars, exporter warnings, C++ logs) goes to a file, not into the
-    # server's log stream; its lines come back with the log records.
+def main() -> None:
+    build, job = pickle.loads(sys.stdin.buffer.read())
+    answer = os.fdopen(os.dup(1), "wb")
+    # What the libraries print (progress bars, exporter warnings, C++ logs) goes to a file, not to the
+    # parent; its lines come back with the log records.
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as printed:
         for stream in (1, 2):
             os.dup2(printed.fileno(), stream)
@@ -84,5 +90,9 @@ def _child(build: Callable[[J], None], job: J, sender: Connection) -> None:
         sys.stderr.flush()
         printed.seek(0)
         lines = handler.lines + [line.rstrip() for line in printed if line.strip()]
-    sender.send((error, lines[-_MAX_LINES:]))
-    sender.close()
+    answer.write(pickle.dumps((error, lines[-_MAX_LINES:])))
+    answer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -149,6 +149,11 @@ class Settings(ModelSettings):
         **_flag("most forward rows (sequences) the word algorithms may run for one request", group="limits"),
     )
     max_masks: int = Field(64, ge=1, **_flag("most mask tokens in one text", group="limits"))
+    max_score_tokens: int = Field(
+        512,
+        ge=1,
+        **_flag("most tokens of one text a sentence score may score (a forward row each)", group="limits"),
+    )
     request_timeout_s: float = Field(
         60.0,
         ge=0,

@@ -10,6 +10,7 @@ from maskserve.core.context import RequestContext
 from maskserve.core.engine import Engine
 from maskserve.core.fill_mask import FILL_MASK, KSERVE_VALUES
 from maskserve.core.registry import ModelRegistry
+from maskserve.core.scoring import SCORE
 from maskserve.core.task import Task
 from maskserve.core.waiting import WaitPolicy
 from maskserve.domain import TaskCall
@@ -17,7 +18,7 @@ from maskserve.errors import BadRequest, ModelUnloaded
 from maskserve.protocols import v2
 
 # Every task by the name protocols ask for it.
-TASKS: dict[str, Task[Any, Any]] = {task.name: task for task in (FILL_MASK, KSERVE_VALUES)}
+TASKS: dict[str, Task[Any, Any]] = {task.name: task for task in (FILL_MASK, KSERVE_VALUES, SCORE)}
 # How often a request looks for its model again when it was unloaded between finding and using it (a model
 # evicted to make room the moment it loaded, under churn).
 _LOOKS = 3

@@ -67,6 +67,8 @@ class RequestPolicy:
 
     max_inputs: int = 256
     max_masks: int = 64
+    # Scored tokens of one input (sentence scores: a forward row each).
+    max_score_tokens: int = 512
     # Seconds a request may wait for and use the model; None: no limit.
     timeout_s: float | None = 60.0
     # What one request may ask of the word algorithms (docs/words.md).

@@ -36,6 +36,7 @@ def request_policy(settings: Settings) -> RequestPolicy:
     return RequestPolicy(
         max_inputs=settings.max_inputs,
         max_masks=settings.max_masks,
+        max_score_tokens=settings.max_score_tokens,
         timeout_s=settings.request_timeout_s or None,
         answer_limit=AnswerLimit(settings.max_response_bytes, "--max_response_bytes"),
         decode=DecodeLimits(settings.max_subwords, settings.max_beams, settings.max_decode_rows),

@@ -47,6 +47,18 @@ class TextEncoder:
         # At most one entry per vocabulary id; a dict is safe to share between threads under the GIL.
         self._token_strs: dict[int, str] = {}
         self._warned_targets: set[str] = set()
+        # What a sentence score leaves out: the tokens a tokenizer adds around a text (minicons' rule, by id).
+        self.score_excluded_ids = frozenset(
+            int(i)
+            for i in (
+                tokenizer.cls_token_id,
+                tokenizer.sep_token_id,
+                tokenizer.bos_token_id,
+                tokenizer.eos_token_id,
+                tokenizer.pad_token_id,
+            )
+            if i is not None
+        )
         # Bytes of the longest vocabulary entry: bounds a candidate's token_str when sizing an answer.
         self.longest_token = max((len(t.encode("utf-8")) for t in self._vocab), default=1)
 

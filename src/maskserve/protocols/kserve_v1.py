@@ -5,26 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from maskserve.domain import TASK_FILL_MASK, TASK_KSERVE_FILL_MASK, InputPredictions, KServeValue, TaskCall
+from maskserve.domain import TASK_KSERVE_FILL_MASK, TASK_SCORE, InputPredictions, KServeValue, TaskCall
 from maskserve.errors import BadRequest
-from maskserve.params import FillMaskParams
 from maskserve.protocols.common import load_json, require_texts, type_name
 from maskserve.protocols.hf import render_input
-from maskserve.protocols.params import parse_params, unknown_warnings
+from maskserve.protocols.params import kserve_call
 
 
 @dataclass(frozen=True)
 class V1Request:
     texts: list[str]
-    # Set when the caller asked for top_k/targets: the answer is then the pipeline's candidates per input.
-    params: FillMaskParams | None
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def call(self) -> TaskCall:
-        if self.params is not None:
-            return TaskCall(TASK_FILL_MASK, self.texts, self.params, self.warnings)
-        return TaskCall(TASK_KSERVE_FILL_MASK, self.texts, FillMaskParams(), self.warnings)
+    # What is asked: KServe's answer, the pipeline's candidates (top_k, targets given) or a score.
+    call: TaskCall
 
 
 def parse_v1_request(body: bytes) -> V1Request:
@@ -40,14 +32,15 @@ def parse_v1_request(body: bytes) -> V1Request:
     value = payload[key]
     if not isinstance(value, list):
         raise BadRequest(f"'{key}' must be a list of strings, got {type_name(value)}")
-    raw = payload.get("parameters")
-    params = parse_params(raw)
-    return V1Request(require_texts(value, key), params, tuple(unknown_warnings(raw)))
+    texts = require_texts(value, key)
+    return V1Request(texts, kserve_call(texts, payload.get("parameters")))
 
 
 def render_v1(call: TaskCall, results: list[Any]) -> dict[str, Any]:
     if call.task == TASK_KSERVE_FILL_MASK:
         return render_v1_values(results)
+    if call.task == TASK_SCORE:
+        return {"predictions": [r.as_dict() for r in results]}
     return render_v1_candidates(results)
 
 

@@ -8,8 +8,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from maskserve.domain import TASK_FILL_MASK, TASK_KSERVE_FILL_MASK, TASK_SCORE, TaskCall
 from maskserve.errors import BadRequest, clip
-from maskserve.params import FillMaskParams, TaskParams
+from maskserve.params import FillMaskParams, ScoreParams, TaskParams
 from maskserve.protocols.common import type_name
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,26 @@ def unknown_warnings(
     return [
         f"parameter {clip(repr(key))} in '{where}' is not a {cls.task} parameter and was ignored; the known "
         f"ones are {', '.join(cls.known())}"
-        for key in unknown_keys(raw, cls)
+        for key in unknown_keys(raw, cls, also=(TASK_KEY,))
     ]
+
+
+# V1 and V2 name the task among their parameters: {"task": "score", ...}; fill-mask when absent.
+TASK_KEY = "task"
+TASKS: dict[str, type[TaskParams]] = {cls.task: cls for cls in (FillMaskParams, ScoreParams)}
+_ALIASES = {"fill_mask": "fill-mask"}  # KServe's spelling of the task
+
+
+def task_of(raw: Any, where: str = "parameters") -> type[TaskParams]:
+    """The parameters' class of the task ``raw`` names (``task``), fill-mask when it names none."""
+    name = raw.get(TASK_KEY) if isinstance(raw, Mapping) else None
+    if name is None:
+        return FillMaskParams
+    if not isinstance(name, str) or _ALIASES.get(name, name) not in TASKS:
+        raise BadRequest(
+            f"'{where}.{TASK_KEY}' must be one of {', '.join(map(repr, TASKS))}, got {clip(repr(name))}"
+        )
+    return TASKS[_ALIASES.get(name, name)]
 
 
 def parse_params(raw: Any, where: str = "parameters", *, strict: bool = False) -> FillMaskParams | None:
@@ -59,7 +78,7 @@ def parse_task_params(cls: type[P], raw: Any, where: str = "parameters", *, stri
         return None
     if not isinstance(raw, Mapping):
         raise BadRequest(f"'{where}' must be an object, got {type_name(raw)}")
-    unknown = unknown_keys(raw, cls)
+    unknown = unknown_keys(raw, cls, also=() if strict else (TASK_KEY,))
     if unknown and strict:
         raise BadRequest(
             f"unknown parameter {clip(repr(unknown[0]))} in '{where}'; the known ones are "
@@ -74,3 +93,17 @@ def parse_task_params(cls: type[P], raw: Any, where: str = "parameters", *, stri
     if not any(raw.get(k) is not None for k in cls.known()):
         return None
     return cls.parse(raw, where)
+
+
+def kserve_call(texts: list[str], raw: Any, *, candidates: bool = False) -> TaskCall:
+    """What a V1 or V2 request asks: a score when its parameters say ``"task": "score"``; the pipeline's
+    candidates when it passes fill-mask parameters (or ``candidates``: V2 top-k outputs); else KServe's own
+    fill-mask answer. Unknown parameters are accepted, each with a warning."""
+    cls = task_of(raw)
+    params = parse_task_params(cls, raw)
+    warnings = tuple(unknown_warnings(raw, cls=cls))
+    if cls is ScoreParams:
+        return TaskCall(TASK_SCORE, texts, params or ScoreParams(), warnings)
+    if params is not None or candidates:
+        return TaskCall(TASK_FILL_MASK, texts, params or FillMaskParams(), warnings)
+    return TaskCall(TASK_KSERVE_FILL_MASK, texts, FillMaskParams(), warnings)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from maskserve.params import FillMaskParams
+from maskserve.params import FillMaskParams, ScoreParams
 
 
 class ErrorBody(BaseModel):
@@ -40,6 +40,39 @@ class HFPrediction(BaseModel):
     token: int
     token_str: str
     tokens: list[int] | None = Field(None, description="every piece of a word answer (word options only)")
+
+
+class ScoreRequestBody(BaseModel):
+    inputs: str | list[str] = Field(description="text(s) to score, whole (no mask token)")
+    parameters: ScoreParams | None = None
+    options: HFOptions | None = None
+
+
+class TokenLogprob(BaseModel):
+    token: int
+    token_str: str
+    logprob: float = Field(description="natural log-probability of the token in its place")
+    start: int = Field(description="first character of the token in the input")
+    end: int = Field(description="one past its last character")
+
+
+class WordLogprob(BaseModel):
+    word: str
+    logprob: float = Field(description="the sum of its tokens' log-probabilities")
+    start: int
+    end: int
+
+
+class SentenceScoreBody(BaseModel):
+    score: float = Field(description="pseudo-log-likelihood: the sum of the scored tokens' log-probabilities")
+    num_tokens: int = Field(description="tokens scored")
+    pseudo_perplexity: float = Field(description="exp(-score / num_tokens)")
+    tokens: list[TokenLogprob] | None = Field(None, description="with parameters.tokens")
+    words: list[WordLogprob] | None = Field(None, description="with parameters.words")
+
+
+# A string input is answered with one object, a list of inputs with a list.
+ScoreResponseBody = SentenceScoreBody | list[SentenceScoreBody]
 
 
 class JointHypothesis(BaseModel):

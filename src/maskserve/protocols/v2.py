@@ -9,23 +9,26 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from maskserve.domain import (
-    TASK_FILL_MASK,
     TASK_KSERVE_FILL_MASK,
+    TASK_SCORE,
     InputPredictions,
     KServeValue,
     ModelInfo,
     Prediction,
+    SentenceScore,
     TaskCall,
 )
 from maskserve.errors import BadRequest, clip, preview
-from maskserve.params import FillMaskParams
+from maskserve.params import FillMaskParams, ScoreParams
 from maskserve.protocols.common import dumps, load_json, type_name
 from maskserve.protocols.hf import render_input
-from maskserve.protocols.params import parse_params, unknown_warnings
+from maskserve.protocols.params import kserve_call, parse_params, task_of
 
 KSERVE_OUTPUT = "output-0"
 TOPK_OUTPUTS = ("token_str", "score", "token", "sequence")
 _TOPK_DATATYPES = {"token_str": "BYTES", "score": "FP32", "token": "INT64", "sequence": "BYTES"}
+# A score's outputs (task "score"): one element per input.
+_SCORE_DATATYPES = {"score": "FP64", "num_tokens": "INT64", "pseudo_perplexity": "FP64", "output-0": "BYTES"}
 
 
 class _Model(BaseModel):
@@ -179,20 +182,52 @@ def request_params(request: InferenceRequest) -> FillMaskParams | None:
 
 
 def task_call(request: InferenceRequest) -> TaskCall:
-    """What the request asks for: the pipeline's candidates when it names top-k outputs or passes fill-mask
-    parameters, KServe's ``output-0`` otherwise."""
+    """What the request asks for: a score with ``"task": "score"``; the pipeline's candidates when it names
+    top-k outputs or passes fill-mask parameters; KServe's ``output-0`` otherwise."""
     texts = decode_texts(request)
-    params = request_params(request)
-    warnings = tuple(unknown_warnings(request.parameters))
-    if requested_topk(request) is not None or params is not None:
-        return TaskCall(TASK_FILL_MASK, texts, params or FillMaskParams(), warnings)
-    return TaskCall(TASK_KSERVE_FILL_MASK, texts, FillMaskParams(), warnings)
+    if task_of(request.parameters) is ScoreParams:
+        call = kserve_call(texts, request.parameters)
+        score_outputs(request, call.params)  # asked-for outputs checked before compute
+        return call
+    return kserve_call(texts, request.parameters, candidates=requested_topk(request) is not None)
+
+
+def score_outputs(request: InferenceRequest, params: ScoreParams) -> list[str]:
+    """The outputs of a score answer: those the request names, else ``score`` and ``num_tokens``, and
+    ``output-0`` (each input's answer as JSON) when tokens or words are asked for."""
+    if request.outputs:
+        names = [o.name for o in request.outputs]
+        unknown = [n for n in names if n not in _SCORE_DATATYPES]
+        if unknown:
+            raise BadRequest(
+                f"unknown output {preview(unknown[0])} for a score; its outputs are {list(_SCORE_DATATYPES)}"
+            )
+        return names
+    return ["score", "num_tokens"] + ([KSERVE_OUTPUT] if params.tokens or params.words else [])
+
+
+def render_scores(
+    info: ModelInfo, request: InferenceRequest, params: ScoreParams, results: list[SentenceScore]
+) -> InferenceResponse:
+    columns: dict[str, list[Any]] = {
+        "score": [r.score for r in results],
+        "num_tokens": [r.num_tokens for r in results],
+        "pseudo_perplexity": [r.pseudo_perplexity for r in results],
+        KSERVE_OUTPUT: [dumps(r.as_dict()).decode() for r in results],
+    }
+    outputs = [
+        ResponseOutput(name=n, shape=[len(results)], datatype=_SCORE_DATATYPES[n], data=columns[n])
+        for n in score_outputs(request, params)
+    ]
+    return _response(info, request, outputs)
 
 
 def render(
     info: ModelInfo, request: InferenceRequest, call: TaskCall, results: list[Any]
 ) -> InferenceResponse:
     """The response to ``call``'s answers, in the outputs the request asked for."""
+    if call.task == TASK_SCORE:
+        return render_scores(info, request, call.params, results)
     if call.task == TASK_KSERVE_FILL_MASK:
         return render_kserve_values(info, request, results)
     topk = requested_topk(request)

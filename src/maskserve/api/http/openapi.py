@@ -37,6 +37,7 @@ def json_body(model: type[BaseModel], *extra_types: str) -> dict[str, Any]:
 
 BODY_MODELS: tuple[type[BaseModel], ...] = (
     schemas.HFRequestBody,
+    schemas.ScoreRequestBody,
     schemas.V1PredictRequest,
     v2.InferenceRequest,
 )
@@ -50,9 +51,12 @@ def request_examples(mask: str) -> dict[str, Any]:
     """A request body per route that the served model answers, for "Try it out" in /docs: its own mask
     token, so the example is answered instead of refused for want of a mask."""
     text = f"The capital of France is {mask}."
+    paris = "The capital of France is Paris."
     return {
         "/models/{model_id}": {"inputs": text, "parameters": {"top_k": 3}},
         "/": {"inputs": text, "parameters": {"top_k": 3}},
+        "/models/{model_id}/score": {"inputs": paris, "parameters": {"words": True}},
+        "/score": {"inputs": paris, "parameters": {"metric": "token"}},
         "/v1/models/{name}:predict": {"instances": [text, f"The capital of {mask} is Paris."]},
         "/v2/models/{name}/infer": {
             "inputs": [{"name": "input-0", "shape": [1], "datatype": "BYTES", "data": [text]}]

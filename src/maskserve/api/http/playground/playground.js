@@ -1,5 +1,6 @@
-// The maskserve playground: one form that calls the server's Hugging Face Inference API route
-// (POST /models/{name}) and shows each mask's candidates as bars. Nothing is stored on the server.
+// The maskserve playground: one form that calls the server's Hugging Face Inference API routes
+// (POST /models/{name}, and /score) and shows each mask's candidates as bars, or each word's log-probability
+// as a colour and a bar. Nothing is stored on the server.
 "use strict";
 
 (function () {
@@ -71,7 +72,23 @@
     }
   });
 
+  function scoring() {
+    return $("mode-score").checked;
+  }
+
+  function showMode() {
+    const score = scoring();
+    for (const element of document.querySelectorAll(".fill-only")) element.hidden = score;
+    for (const element of document.querySelectorAll(".score-only")) element.hidden = !score;
+    $("fill").textContent = score ? "Score" : "Fill mask";
+    results.textContent = "";
+    errorBox.hidden = true;
+  }
+  $("mode-fill").addEventListener("change", showMode);
+  $("mode-score").addEventListener("change", showMode);
+
   function parameters() {
+    if (scoring()) return { metric: $("metric").value, words: true };
     const params = {};
     const topK = parseInt($("top-k").value, 10);
     if (!Number.isNaN(topK)) params.top_k = topK;
@@ -102,6 +119,68 @@
   function label(candidate) {
     if (candidate.token_strs) return candidate.token_strs.map((t) => t.trim()).join(" ");
     return candidate.token_str;
+  }
+
+  // Deep red for the most surprising word of the sentence, white for a word the model expected.
+  function surpriseColour(share) {
+    const light = Math.round(100 - 45 * share);
+    return "hsl(6, 78%, " + light + "%)";
+  }
+
+  function renderScore(answer) {
+    results.textContent = "";
+    const section = document.createElement("section");
+    section.className = "mask";
+    const heading = document.createElement("h2");
+    heading.textContent = "Each word's log-probability";
+    section.appendChild(heading);
+    const totals = document.createElement("p");
+    totals.className = "totals";
+    totals.textContent = "score " + answer.score.toFixed(3) + " over " + answer.num_tokens + " tokens, pseudo-perplexity " +
+      answer.pseudo_perplexity.toFixed(2);
+    section.appendChild(totals);
+    const worst = Math.min(...answer.words.map((w) => w.logprob), -1e-9);
+    const sentence = document.createElement("p");
+    sentence.className = "sentence";
+    let at = 0;
+    for (const word of answer.words) {
+      sentence.append(text.value.slice(at, word.start));
+      const span = document.createElement("span");
+      span.className = "word";
+      span.textContent = word.word;
+      span.title = word.word + ": log-probability " + word.logprob.toFixed(3);
+      span.style.background = surpriseColour(word.logprob / worst);
+      sentence.appendChild(span);
+      at = word.end;
+    }
+    sentence.append(text.value.slice(at));
+    section.appendChild(sentence);
+    const list = document.createElement("ol");
+    list.className = "candidates";
+    for (const word of answer.words) {
+      const item = document.createElement("li");
+      item.className = "candidate word-score";
+      const label = document.createElement("span");
+      label.className = "token";
+      label.textContent = word.word;
+      const bar = document.createElement("span");
+      bar.className = "bar surprise";
+      bar.setAttribute("role", "meter");
+      bar.setAttribute("aria-valuemin", "0");
+      bar.setAttribute("aria-valuemax", "100");
+      bar.setAttribute("aria-valuenow", ((100 * word.logprob) / worst).toFixed(1));
+      bar.setAttribute("aria-label", word.word + " surprise");
+      const fill = document.createElement("span");
+      fill.style.width = Math.max(0, Math.min(100, (100 * word.logprob) / worst)) + "%";
+      bar.appendChild(fill);
+      const value = document.createElement("span");
+      value.className = "percent logprob";
+      value.textContent = word.logprob.toFixed(3);
+      item.append(label, bar, value);
+      list.appendChild(item);
+    }
+    section.appendChild(list);
+    results.appendChild(section);
   }
 
   function render(answer) {
@@ -155,13 +234,15 @@
     const controller = new AbortController();
     inFlight = controller;
     errorBox.hidden = true;
-    progress.textContent = "Filling…";
+    const score = scoring();
+    progress.textContent = score ? "Scoring…" : "Filling…";
     results.setAttribute("aria-busy", "true");
     const headers = { "Content-Type": "application/json" };
     const key = $("api-key").value.trim();
     if (key) headers.Authorization = "Bearer " + key;
     try {
-      const response = await fetch("models/" + encodeURIComponent(select.value).replace(/%2F/g, "/"), {
+      const route = "models/" + encodeURIComponent(select.value).replace(/%2F/g, "/") + (score ? "/score" : "");
+      const response = await fetch(route, {
         method: "POST",
         headers,
         body: JSON.stringify({ inputs: text.value, parameters: parameters() }),
@@ -186,7 +267,8 @@
         results.textContent = "";
         return;
       }
-      render(body);
+      if (score) renderScore(body);
+      else render(body);
     } catch (error) {
       if (error.name !== "AbortError") showError("The request failed: " + error.message);
     } finally {
