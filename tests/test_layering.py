@@ -21,8 +21,11 @@ LAYERS: dict[str, int] = {
     "storage": 2,
     "core": 3,
     "api": 4,
+    # Batch jobs: the engine without a server, beside the transports.
+    "jobs": 4,
     "server": 5,
     "cli": 5,
+    "ray": 5,
     "__main__": 6,
 }
 SIBLINGS = {"protocols", "backends", "storage"}

@@ -6,16 +6,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from maskserve import __version__
-from maskserve.config import GROUPS, MODEL_GROUPS, Settings
+from maskserve.config import MODEL_GROUPS, Settings
+from maskserve.config.flags import add_settings_arguments
+from maskserve.jobs.cli import add_batch_parser, run_batch
 from maskserve.logs import configure_logging
 from maskserve.params import ScoreParams, choices
 
@@ -48,69 +47,6 @@ _KSERVE_IGNORED_SWITCHES = (
     "disable_special_tokens",
 )
 _FILL_MASK_TASKS = {"fill_mask", "fill-mask"}
-
-
-def parse_bool(value: str) -> bool:
-    """KServe's strtobool: y/yes/t/true/on/1 and n/no/f/false/off/0."""
-    lowered = value.strip().lower()
-    if lowered in {"y", "yes", "t", "true", "on", "1"}:
-        return True
-    if lowered in {"n", "no", "f", "false", "off", "0"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean (true/false), got {value!r}")
-
-
-def _base_type(annotation: Any) -> Any:
-    """``int | None`` -> int; Literal stays Literal; ``Annotated[T, ...]`` -> T."""
-    if typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else str
-    return annotation
-
-
-def add_settings_arguments(
-    parser: argparse.ArgumentParser,
-    groups: Sequence[str] = tuple(GROUPS),
-    *,
-    only: Sequence[str] | None = None,
-) -> None:
-    """A flag per settings field of ``groups`` (or per field named in ``only``), under a heading per group."""
-    headings: dict[str, argparse._ArgumentGroup] = {}
-    for name, field in Settings.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        group = str(extra.get("group"))
-        if (only is not None and name not in only) or (only is None and group not in groups):
-            continue
-        if group not in headings:
-            headings[group] = parser.add_argument_group(GROUPS[group])
-        _add_argument(headings[group], name, field, extra)
-
-
-def _add_argument(parser: argparse._ArgumentGroup, name: str, field: Any, extra: dict[str, Any]) -> None:
-    kind = _base_type(field.annotation)
-    default_note = f" (default: {field.default})" if field.default not in (None, False, ()) else ""
-    kwargs: dict[str, Any] = {
-        "dest": name,
-        "default": argparse.SUPPRESS,
-        "help": f"{field.description}{default_note}",
-    }
-    if extra.get("positional"):
-        parser.add_argument(
-            name, nargs="?", metavar=name.upper(), **{k: v for k, v in kwargs.items() if k != "dest"}
-        )
-        return
-    if kind is bool:
-        kwargs.update(type=parse_bool, nargs="?", const=True, metavar="BOOL")
-    elif typing.get_origin(kind) in (tuple, list):
-        kwargs.update(action="append", type=str)
-    elif typing.get_origin(kind) is typing.Literal:
-        kwargs.update(choices=list(typing.get_args(kind)))
-    else:
-        kwargs.update(type=kind)
-    aliases = [str(a) for a in extra.get("aliases", [])]
-    parser.add_argument(f"--{name}", *aliases, **kwargs)
 
 
 def _add_kserve_compat(parser: argparse.ArgumentParser) -> None:
@@ -188,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--tokens", action="store_true", help=declared["tokens"].description)
     score.add_argument("--words", action="store_true", help=declared["words"].description)
     score.set_defaults(log_level="warning")
+
+    add_batch_parser(commands)
 
     download = commands.add_parser(
         "download",
@@ -283,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging("info", "text")
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    if args.command in {"download", "predict", "score"} and unknown:
+    if args.command in {"download", "predict", "score", "batch"} and unknown:
         # Only serve tolerates unknown flags, for KServe's sake.
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "download":
@@ -303,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.command == "predict":
         sys.exit(server.predict(settings, text, top_k=args.top_k, targets=targets))
+    if args.command == "batch":
+        sys.exit(run_batch(args, settings))
     if args.command == "score":
         if not args.texts:
             parser.error("score needs TEXT: maskserve score MODEL TEXT [TEXT ...]")

@@ -88,7 +88,12 @@ class ModelSettings(BaseSettings):
         ),
     )
     onnx_cache_dir: str | None = Field(
-        None, **_flag("where exported ONNX models are kept (default: beside it)", group="compute")
+        None,
+        **_flag(
+            "where exported ONNX models are kept (default: an export beside the model, else "
+            "$XDG_CACHE_HOME/maskserve)",
+            group="compute",
+        ),
     )
 
     # Batching and admission control (see docs/batching.md for how the defaults were chosen).
