@@ -63,7 +63,9 @@ def time_calls(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("model", help="model directory")
-    parser.add_argument("--backend", choices=["torch", "onnx"], default=None, help="default: maskserve's")
+    parser.add_argument(
+        "--backend", choices=["torch", "onnx", "openvino"], default=None, help="default: maskserve's"
+    )
     parser.add_argument("--quantize", choices=["int8"], default=None, help="default: none")
     parser.add_argument("--batch-sizes", default="1,4,16,32", help="comma-separated (default: 1,4,16,32)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per measurement (default: 10)")
@@ -85,7 +87,7 @@ def main() -> None:
     options: dict[str, Any] = {"backend": args.backend, "quantize": args.quantize}
     if args.workers > 1:
         options["model_workers"] = args.workers
-    if args.backend == "onnx":
+    if args.backend in {"onnx", "openvino"}:
         options["onnx_cache_dir"] = str(args.onnx_cache_dir)
     engine = load_engine(args.model, {k: v for k, v in options.items() if v is not None})
     info = engine.info

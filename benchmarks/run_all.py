@@ -42,7 +42,7 @@ from servers import HOST
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_SRC = BENCH_DIR.parent / "src"
-PLATFORMS = {"torch": "pytorch_transformers", "onnx": "onnxruntime_onnx"}
+PLATFORMS = {"torch": "pytorch_transformers", "onnx": "onnxruntime_onnx", "openvino": "openvino"}
 PIPELINE = "pipeline"
 
 
@@ -259,7 +259,9 @@ def parse_args() -> argparse.Namespace:
         except ValueError:
             backend, variant, workers = "", "", 0
         if backend not in PLATFORMS or variant not in {"", "int8"} or workers < 1:
-            parser.error(f"unknown config {config!r}: use torch, onnx, torch-int8 or onnx-int8 [@N]")
+            parser.error(
+                f"unknown config {config!r}: use torch, onnx, openvino, torch-int8 or onnx-int8 [@N]"
+            )
     if args.protocol != "hf" and not args.no_baseline:
         parser.error("the pipeline baseline speaks the hf protocol only; add --no-baseline for v1/v2")
     return args
@@ -308,7 +310,7 @@ def main() -> None:
         backend, variant, workers = split_config(config, args.model_workers)
         flags = ["--backend", backend, *(["--quantize", variant] if variant else [])]
         flags += ["--model_workers", str(workers)] if workers > 1 else []
-        if backend == "onnx" and "onnx_cache_dir" in settings:
+        if backend in {"onnx", "openvino"} and "onnx_cache_dir" in settings:
             # Keep exports out of the model directory, which may be shared or read-only.
             flags += ["--onnx_cache_dir", str(args.onnx_cache_dir)]
 

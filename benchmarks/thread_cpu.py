@@ -53,8 +53,8 @@ def thread_names(pid: int) -> dict[str, str]:
 
 def mean_batch(url: str) -> str:
     text = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
-    total = re.search(r"maskserve_batch_size_sum (\S+)", text)
-    count = re.search(r"maskserve_batch_size_count (\S+)", text)
+    total = re.search(r"maskserve_batch_size_sum(?:{[^}]*})? (\S+)", text)
+    count = re.search(r"maskserve_batch_size_count(?:{[^}]*})? (\S+)", text)
     if not total or not count or float(count.group(1)) == 0:
         return "no batches recorded"
     return f"{float(total.group(1)) / float(count.group(1)):.2f} inputs over {float(count.group(1)):.0f}"

@@ -152,7 +152,7 @@ async def test_churn_over_every_protocol_loses_nothing(bert_dir: Path, roberta_d
     assert "maskserve_model_evictions_total" in body
 
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
 async def test_an_unload_frees_the_models_objects(bert_dir: Path, backend: str) -> None:
     """After an unload nothing holds the engine, its backend (module or session), its tokenizer or its
     batcher: they are freed, not kept alive by a cache, a hook, a thread or a task."""
@@ -162,11 +162,12 @@ async def test_an_unload_frees_the_models_objects(bert_dir: Path, backend: str) 
     engine = registry.get("a").engine
     assert engine is not None
     await engine.fill_mask([TEXTS["bert"]], FillMaskParams())
-    inner = engine.backend._model if backend == "torch" else engine.backend._session  # type: ignore[attr-defined]
+    attribute = {"torch": "_model", "onnx": "_session", "openvino": "_compiled"}[backend]
+    inner = getattr(engine.backend, attribute)
     refs = {
         "engine": weakref.ref(engine),
         "backend": weakref.ref(engine.backend),
-        "model or session": weakref.ref(inner),
+        "model, session or compiled model": weakref.ref(inner),
         "tokenizer": weakref.ref(engine.encoder.tokenizer),
         "batcher": weakref.ref(engine.batcher),
     }

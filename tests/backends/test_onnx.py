@@ -20,12 +20,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 
 from maskserve.backends import cache, onnx_export, onnx_quantize
-from maskserve.backends.base import EncodedBatch
 from maskserve.backends.onnx_backend import OnnxBackend
 from maskserve.core.context import RequestContext
 from maskserve.params import FillMaskParams
 from support.concurrency import assert_concurrent_calls_match_serial
 from support.engines import engine_for
+from support.graphs import padded, sample_texts
 from support.models import build_bert
 
 
@@ -33,22 +33,6 @@ from support.models import build_bert
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the module, so each family is exported once."""
     return tmp_path_factory.mktemp("onnx-cache")
-
-
-def _batch(path: Path, texts: list[str]) -> EncodedBatch:
-    encoder = engine_for(path).encoder
-    return encoder.pad(encoder.encode(texts))
-
-
-def _texts(path: Path) -> list[str]:
-    mask = engine_for(path).encoder.mask_token
-    long = " ".join(["the children read a story about a king who lived by the sea ."] * 2)
-    return [
-        f"the cat sat on the {mask} .",
-        f"a little {mask} sang a song in the old tree near the {mask} .",
-        f"{mask}",
-        f"{long} and the {mask} was {mask} .",
-    ]
 
 
 def test_parity_with_torch(mlm_dir: tuple[str, Path], onnx_cache: Path) -> None:
@@ -59,22 +43,22 @@ def test_parity_with_torch(mlm_dir: tuple[str, Path], onnx_cache: Path) -> None:
     assert backend.vocab_size == reference.vocab_size
     assert backend.head_at_masks, family
     assert backend.last_layer_at_masks, family
-    texts = _texts(path)
+    texts = sample_texts(path)
     # Shapes unlike the export's dummy (2 x 8) and probe (3 x 13): 4 rows of up to ~40 tokens, 1 row, ...
     for chunk in (texts, texts[:1], texts[2:3], texts[1:3]):
-        batch = _batch(path, chunk)
+        batch = padded(path, chunk)
         got = backend.mask_logits(batch)
         want = reference.mask_logits(batch)
         assert got.dtype == np.float32
         assert got.shape == (len(batch.mask_rows), backend.vocab_size)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=family)
-    assert _batch(path, texts).input_ids.shape[1] > 30
+    assert padded(path, texts).input_ids.shape[1] > 30
 
 
 def test_model_workers_can_share_the_session(bert_dir: Path, onnx_cache: Path) -> None:
     backend = OnnxBackend.load(bert_dir, cache_dir=onnx_cache, threads=1)
-    texts = _texts(bert_dir)
-    batches = [_batch(bert_dir, texts[: i + 1]) for i in range(len(texts))]
+    texts = sample_texts(bert_dir)
+    batches = [padded(bert_dir, texts[: i + 1]) for i in range(len(texts))]
     assert_concurrent_calls_match_serial(backend, batches)
 
 
@@ -84,7 +68,7 @@ def test_cache_is_reused_and_keyed_by_the_weights(
     model = tmp_path / "model"
     shutil.copytree(bert_dir, model)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    batch = _batch(bert_dir, _texts(bert_dir))
+    batch = padded(bert_dir, sample_texts(bert_dir))
     first = OnnxBackend.load(model).mask_logits(batch)
     cache = tmp_path / "xdg" / "maskserve" / "onnx"  # the default location, the user's cache
     (entry,) = cache.iterdir()
@@ -167,7 +151,7 @@ def test_int8_quantizes_the_encoder_and_the_projection_but_not_the_mask_rows(
     int8 = OnnxBackend.load(bert_dir, cache_dir=tmp_path, quantize="int8")
     assert int8.dtype == "float32+int8"
     assert int8.head_at_masks
-    batch = _batch(bert_dir, _texts(bert_dir))
+    batch = padded(bert_dir, sample_texts(bert_dir))
     got, want = int8.mask_logits(batch), fp32.mask_logits(batch)
     assert got.shape == want.shape == (len(batch.mask_rows), fp32.vocab_size)
     assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99

@@ -36,9 +36,15 @@ def test_a_missing_engine_says_what_to_install() -> None:
 
 def test_auto_picks_by_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert choose_backend("torch", "cpu") == "torch"
+    assert choose_backend("openvino", "cpu") == "openvino"
+    # OpenVINO measured no faster than ONNX Runtime on the CPU (docs/benchmarks.md): installed, not chosen.
+    monkeypatch.setattr(BackendSpec, "available", lambda self: True)
     assert choose_backend("auto", "cpu") == "onnx"
     monkeypatch.setattr(table, "resolve_device", lambda device: "cuda")
     assert choose_backend("huggingface", "auto") == "torch"
+    monkeypatch.setattr(BackendSpec, "available", lambda self: self.name == "torch")
+    monkeypatch.setattr(table, "resolve_device", lambda device: "cpu")
+    assert choose_backend("auto", "cpu") == "torch"  # no graph engine installed
 
 
 @pytest.mark.parametrize(

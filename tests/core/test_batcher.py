@@ -189,6 +189,30 @@ async def test_returning_clients_are_gathered_into_one_batch() -> None:
     await batcher.close()
 
 
+async def test_a_steady_load_is_not_cut_into_half_batches() -> None:
+    """Items that queued while a batch computed, and that batch's clients coming back, make one batch: a
+    load of N clients runs in batches of N, not forever in two halves (the oldest item has waited a whole
+    batch by then, so the wait counts from when the worker became free)."""
+    gate = threading.Event()
+    model = FakeModel(gate)
+    delay = 1.0
+    batcher = Batcher(model, BatchLimits(max_batch_size=8, max_delay_s=delay))
+    first = asyncio.ensure_future(batcher.submit([text(5, tag=i) for i in range(3)]))
+    await asyncio.wait_for(asyncio.to_thread(model.started.wait, HANG_S), HANG_S)
+    waiting = asyncio.ensure_future(batcher.submit([text(5, tag=10), text(5, tag=11)]))  # came meanwhile
+    await asyncio.sleep(delay * 1.2)  # the batch computes for longer than the delay
+    gate.set()
+    await asyncio.wait_for(first, HANG_S)
+    for _ in range(20):  # a batcher that did not wait would have cut the two waiting items by now
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    assert batcher.queued == 2
+    back = asyncio.ensure_future(batcher.submit([text(5, tag=20 + i) for i in range(3)]))  # the 3 return
+    await asyncio.wait_for(asyncio.gather(waiting, back), HANG_S)
+    assert [sorted(b) for b in model.batches] == [[0, 1, 2], [10, 11, 20, 21, 22]]
+    await batcher.close()
+
+
 async def test_workers_compute_batches_at_once() -> None:
     both = threading.Barrier(2, timeout=HANG_S)
 

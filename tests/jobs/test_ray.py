@@ -10,10 +10,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from support.answers import assert_same_answers
 from support.servers import server_env
 
 pytestmark = pytest.mark.e2e
@@ -42,22 +42,6 @@ def _batch(bert_dir: Path, source: Path, output: Path, *extra: str) -> subproces
     return subprocess.run(argv, env=server_env(), capture_output=True, text=True, timeout=600, check=False)
 
 
-def _same(got: Any, want: Any) -> None:
-    """Equal, but for the last bits of a score (another batch, another rounding)."""
-    if isinstance(want, dict):
-        assert set(got) == set(want)
-        for key in want:
-            _same(got[key], want[key])
-    elif isinstance(want, list):
-        assert len(got) == len(want)
-        for a, b in zip(got, want, strict=True):
-            _same(a, b)
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-5, abs=1e-9)
-    else:
-        assert got == want
-
-
 def test_a_ray_job_writes_what_one_machine_writes(bert_dir: Path, tmp_path: Path, cluster: str) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps(t) + "\n" for t in TEXTS), encoding="utf-8")
@@ -67,7 +51,7 @@ def test_a_ray_job_writes_what_one_machine_writes(bert_dir: Path, tmp_path: Path
     assert done.returncode == 1, done.stderr[-3000:]
     lines = [json.loads(line) for line in there.read_text().splitlines()]
     assert [line["id"] for line in lines] == list(range(1, len(TEXTS) + 1))  # every record once, in order
-    _same(lines, [json.loads(line) for line in here.read_text().splitlines()])
+    assert_same_answers(lines, [json.loads(line) for line in here.read_text().splitlines()])
 
 
 def test_fill_mask_in_a_ray_data_pipeline(bert_dir: Path, cluster: str) -> None:
@@ -95,4 +79,4 @@ def test_fill_mask_in_a_ray_data_pipeline(bert_dir: Path, cluster: str) -> None:
             asyncio.run(engine_for(bert_dir).fill_mask([row["text"]], FillMaskParams(top_k=2))),
             True,
         )
-        _same(json.loads(row["answer"]), want)
+        assert_same_answers(json.loads(row["answer"]), want)

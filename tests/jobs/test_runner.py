@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-import pytest
 
 from maskserve.config import ModelSettings
 from maskserve.core.scoring import SCORE
@@ -19,6 +18,7 @@ from maskserve.jobs.records import InputSpec
 from maskserve.jobs.runner import Job, run_job
 from maskserve.params import FillMaskParams, ScoreParams
 from maskserve.protocols.hf import render_hf_response, render_scores
+from support.answers import assert_same_answers
 from support.engines import engine_for
 
 TEXTS = ["the [MASK] sat on the mat .", "a [MASK] ran to the [MASK] .", "no mask at all", "the dog [MASK] ."]
@@ -38,22 +38,6 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def _same(got: Any, want: Any) -> None:
-    """Equal, the scores to float32's last bits (batches of other sizes round differently)."""
-    if isinstance(want, dict):
-        assert set(got) == set(want)
-        for key in want:
-            _same(got[key], want[key])
-    elif isinstance(want, list):
-        assert len(got) == len(want)
-        for a, b in zip(got, want, strict=True):
-            _same(a, b)
-    elif isinstance(want, float):
-        assert got == pytest.approx(want, rel=1e-5, abs=1e-9)
-    else:
-        assert got == want
-
-
 def _hf(path: Path, text: str, params: FillMaskParams) -> Any:
     return render_hf_response(asyncio.run(engine_for(path).fill_mask([text], params)), unwrap=True)
 
@@ -69,10 +53,12 @@ def test_each_answer_is_the_hf_routes_and_bad_records_carry_its_message(
     assert run_job(job, _settings(bert_dir)) == 1  # one record failed
     lines = _lines(output)
     assert [line["id"] for line in lines] == [1, 2, 3, 4]
-    _same(lines[0]["answer"], _hf(bert_dir, TEXTS[0], FillMaskParams(top_k=3)))
-    _same(lines[1]["answer"], _hf(bert_dir, TEXTS[1], FillMaskParams(top_k=2)))  # its own parameters
+    assert_same_answers(lines[0]["answer"], _hf(bert_dir, TEXTS[0], FillMaskParams(top_k=3)))
+    assert_same_answers(
+        lines[1]["answer"], _hf(bert_dir, TEXTS[1], FillMaskParams(top_k=2))
+    )  # its own parameters
     assert lines[2] == {"id": 3, "error": "No mask_token ([MASK]) found on the input"}
-    _same(lines[3]["answer"], _hf(bert_dir, TEXTS[3], FillMaskParams(top_k=3)))
+    assert_same_answers(lines[3]["answer"], _hf(bert_dir, TEXTS[3], FillMaskParams(top_k=3)))
     assert not progress_path(output).exists()  # a finished job leaves its output alone
 
 
@@ -90,7 +76,7 @@ def test_scores_and_parquet_output(bert_dir: Path, tmp_path: Path) -> None:
         want = render_scores(
             asyncio.run(engine_for(bert_dir).run(SCORE, [text], ScoreParams(words=True))), True
         )
-        _same(json.loads(row["answer"]), want)
+        assert_same_answers(json.loads(row["answer"]), want)
 
 
 def test_an_existing_output_is_never_overwritten(bert_dir: Path, tmp_path: Path) -> None:
@@ -123,7 +109,7 @@ def test_a_partial_output_resumes_where_it_stopped(bert_dir: Path, tmp_path: Pat
     assert run_job(resumed, _settings(bert_dir)) == 0
     assert [line["id"] for line in _lines(partial)] == list(range(1, 11))
     for got, want in zip(_lines(partial), _lines(whole), strict=True):
-        _same(got, want)
+        assert_same_answers(got, want)
     # Another input (or other parameters) is not the job that stopped.
     write_progress(partial, Progress(job={**job.fingerprint(), "parameters": {"top_k": 9}}, records=6))
     assert run_job(resumed, _settings(bert_dir)) == 2

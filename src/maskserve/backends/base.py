@@ -32,8 +32,10 @@ class BackendOptions:
     device: str = "auto"
     dtype: str = "auto"
     quantize: str | None = None
-    # Intra-op threads; None: the usable cores.
+    # Intra-op threads of each model worker; None: the usable cores.
     threads: int | None = None
+    # Batches run at once (--model_workers), each on its own thread; an engine with streams gets one each.
+    workers: int = 1
     trust_remote_code: bool = False
     # Where built graphs are kept (None: the default cache), and int8's calibration text (None: packaged).
     cache_dir: Path | None = None

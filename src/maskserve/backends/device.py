@@ -7,9 +7,17 @@ import math
 import os
 from pathlib import Path
 
+# Present on any machine with an NVIDIA driver loaded; without them there is no CUDA device to ask about.
+_NVIDIA = (Path("/proc/driver/nvidia/version"), Path("/dev/nvidia0"), Path("/dev/nvidiactl"))
+
 
 def cuda_available() -> bool:
+    """Whether torch sees a CUDA device. Asked only where an NVIDIA driver is present: importing torch costs
+    a CPU server seconds of start-up and hundreds of MB, and the ONNX Runtime and OpenVINO backends never
+    need it."""
     if importlib.util.find_spec("torch") is None:
+        return False
+    if not any(path.exists() for path in _NVIDIA):
         return False
     import torch
 

@@ -4,13 +4,14 @@ batches those graphs are checked on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from maskserve.backends.base import EncodedBatch
 from maskserve.domain import Float32Array
 
 OUTPUT = "logits"
@@ -61,6 +62,21 @@ def session(ort: Any, model: Path, threads: int, *, level: str = "ORT_ENABLE_ALL
         providers=["CPUExecutionProvider"],
         disabled_optimizers=list(_SLOW_FUSIONS),
     )
+
+
+def graph_feed(batch: EncodedBatch, inputs: Collection[str]) -> dict[str, np.ndarray]:
+    """The exported graph's feed for ``batch``: int64, contiguous, token types zero where the tokenizer has
+    none, less any input the exporter pruned because the model never reads it (DeBERTa-v2's token types)."""
+    ids = np.ascontiguousarray(batch.input_ids, dtype=np.int64)
+    types = batch.token_type_ids
+    feed = {
+        "input_ids": ids,
+        "attention_mask": np.ascontiguousarray(batch.attention_mask, dtype=np.int64),
+        "token_type_ids": np.zeros_like(ids) if types is None else np.ascontiguousarray(types, np.int64),
+        "mask_rows": np.ascontiguousarray(batch.mask_rows, dtype=np.int64),
+        "mask_cols": np.ascontiguousarray(batch.mask_cols, dtype=np.int64),
+    }
+    return {name: value for name, value in feed.items() if name in inputs}
 
 
 def probe_feed(vocab_size: int, token_types: bool, *, batch: int, length: int) -> dict[str, np.ndarray]:

@@ -66,6 +66,16 @@ BACKENDS: dict[str, BackendSpec] = {
             "onnxruntime_onnx",
             "maskserve[onnx]",
         ),
+        BackendSpec(
+            "openvino",
+            "maskserve.backends.openvino_backend",
+            "OpenVinoBackend",
+            # It runs the ONNX backend's export, which ONNX Runtime's optimizer builds.
+            ("openvino", "onnxruntime", "onnx"),
+            ("cpu",),
+            "openvino",
+            "maskserve[openvino]",
+        ),
     )
 }
 # What every model runs on when a faster engine cannot take it.
@@ -74,9 +84,12 @@ FALLBACK = "torch"
 
 def choose_backend(requested: str, device: str) -> str:
     """The backend for ``--backend`` (auto and KServe's huggingface: the fastest this machine has for the
-    model). On the CPU that is ONNX Runtime (1.27x torch's sentences/s on a bert-base at 16 clients,
-    docs/benchmarks.md) when it is installed; on a GPU it is torch (ONNX Runtime's graph here is built for
-    the CPU). The one place this rule lives; a backend that fails to load falls back to torch."""
+    model). The one place this rule lives; a backend that fails to load falls back to torch.
+
+    On the CPU that is ONNX Runtime when it is installed: 1.27x torch's sentences/s on a bert-base at 16
+    clients, and OpenVINO, on the same export, measured no faster (0.92x ONNX Runtime at 16 clients, 1.02x
+    at one, float32 on an AVX2 CPU; docs/benchmarks.md, "OpenVINO"), so ``--backend openvino`` is there
+    to choose, not the default. On a GPU it is torch (both graph engines here are built for the CPU)."""
     if requested in BACKENDS:
         return requested
     if resolve_device(device) != "cpu":

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 # The engines --backend may name (backends/table.py has one row for each, tests keep the two in step), auto
 # (the rule in backends/table.py) and KServe's huggingface, which means auto.
-Backend = Literal["auto", "torch", "onnx", "huggingface"]
+Backend = Literal["auto", "torch", "onnx", "openvino", "huggingface"]
 Quantize = Literal["none", "int8"]
 Dtype = Literal["auto", "float32", "float16", "bfloat16", "float", "half"]
 Device = Literal["auto", "cpu", "cuda"]

@@ -64,8 +64,8 @@ class ModelSettings(BaseSettings):
     backend: Backend = Field(
         "auto",
         **_flag(
-            "torch, or onnx (ONNX Runtime); auto (and KServe's huggingface) is ONNX Runtime on the CPU when "
-            "it is installed, torch on a GPU",
+            "torch, onnx (ONNX Runtime) or openvino (OpenVINO, CPU); auto (and KServe's huggingface) is "
+            "ONNX Runtime on the CPU when it is installed (measured fastest here), torch on a GPU",
             group="compute",
         ),
     )

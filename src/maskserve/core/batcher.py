@@ -100,7 +100,7 @@ class Batcher:
         self.stats = BatchStats()
         self._pending: list[_Item] = []
         self._idle = 0
-        self._last_batch = 1  # the size of the batch any worker finished last
+        self._last_batch = 0  # the size of the batch any worker finished last (0: none yet)
         self._wakeup: asyncio.Event | None = None
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
@@ -169,18 +169,21 @@ class Batcher:
             self._on_queue(len(self._pending))
 
     async def _next_batch(self, own_last: int) -> list[_Item]:
-        """The next batch for a worker whose last batch held ``own_last`` items."""
+        """The next batch for a worker whose last batch held ``own_last`` items (0: none yet)."""
         assert self._wakeup is not None
         # The clients of the batch that finished last are on their way back; with several workers, a worker
-        # that only looked at its own last batch could keep taking them one at a time.
-        expected = max(own_last, self._last_batch)
+        # that only looked at its own last batch could keep taking them one at a time. Those already
+        # waiting came while it computed: a steady load of N clients is N items, not the last batch's share
+        # of them (waiting for only that many would keep cutting it into two half batches for good).
+        waiting = sum(1 for it in self._pending if not it.future.done())
+        expected = max(1, max(own_last, self._last_batch) + waiting)
         self._idle += 1
         try:
-            return await self._wait_and_cut(self._wakeup, expected)
+            return await self._wait_and_cut(self._wakeup, expected, time.monotonic())
         finally:
             self._idle -= 1
 
-    async def _wait_and_cut(self, wakeup: asyncio.Event, expected: int) -> list[_Item]:
+    async def _wait_and_cut(self, wakeup: asyncio.Event, expected: int, free_since: float) -> list[_Item]:
         while True:
             live = [it for it in self._pending if not it.future.done()]
             self.stats.dropped += len(self._pending) - len(live)
@@ -191,9 +194,13 @@ class Batcher:
                 continue
             if len(self._pending) < min(expected, self.limits.max_batch_size):
                 # Clients served by the last batch tend to come back together: wait (briefly) for about as
-                # many items as it held, so a steady load is not cut into one large and one small batch.
-                # A lone client (last batch of one) never waits.
-                remaining = self._pending[0].enqueued + self.limits.max_delay_s - time.monotonic()
+                # many items as they and those already waiting make, so a steady load is not cut into one
+                # large and one small batch. The wait counts from when the worker was free or the oldest
+                # item came, whichever is later: under load the oldest item has waited a whole batch
+                # already, and the returning clients only just got their answers. A lone client (last
+                # batch of one, nothing waiting) never waits.
+                start = max(self._pending[0].enqueued, free_since)
+                remaining = start + self.limits.max_delay_s - time.monotonic()
                 if remaining > 0:
                     wakeup.clear()
                     with contextlib.suppress(TimeoutError):
@@ -213,7 +220,7 @@ class Batcher:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        expected = 1
+        expected = 0
         while True:
             batch = await self._next_batch(expected)
             live = [it for it in batch if not it.future.done()]

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from maskserve.core.numeric import softmax, top_k
 from maskserve.core.tokenize import TextEncoder
 from maskserve.core.words import WordVocab, expand_mask, fill, target_pieces, word_vocab
 from maskserve.domain import (
@@ -48,9 +48,9 @@ class _Hypothesis:
     logprob: float  # summed over the tokens, float64
 
 
-def _probabilities(logits: Float32Array) -> torch.Tensor:
+def _probabilities(logits: Float32Array) -> Float32Array:
     """Softmax over the vocabulary, [rows, vocab], float32: the pipeline's own numbers."""
-    return torch.from_numpy(np.ascontiguousarray(logits)).softmax(dim=-1)
+    return softmax(logits)
 
 
 def _extend(
@@ -61,9 +61,9 @@ def _extend(
     for beam, row in zip(beams, logits, strict=True):
         probs = _probabilities(row)[0]
         if allowed is not None:
-            probs = probs.masked_fill(~torch.from_numpy(allowed), -1.0)
-        values, indices = probs.topk(min(width, int((probs >= 0).sum())))
-        for p, token in zip(values.tolist(), indices.tolist(), strict=True):
+            probs = np.where(allowed, probs, np.float32(-1.0))
+        values, indices = top_k(probs[None, :], min(width, int((probs >= 0).sum())))
+        for p, token in zip(values[0].tolist(), indices[0].tolist(), strict=True):
             step = math.log(p) if p > 0 else -math.inf
             grown.append(_Hypothesis((*beam.tokens, int(token)), beam.logprob + step))
     grown.sort(key=lambda h: -h.logprob)  # stable: ties keep beam order, then the top-k order

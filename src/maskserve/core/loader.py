@@ -200,6 +200,7 @@ def backend_options(settings: ModelSettings, *, share_cores: bool = False) -> Ba
         dtype=settings.dtype,
         quantize=None if settings.quantize == "none" else settings.quantize,
         threads=worker_threads(settings),
+        workers=settings.model_workers,
         trust_remote_code=settings.trust_remote_code,
         cache_dir=graph_cache_dir(settings),
         calibration=Path(settings.quantize_calibration) if settings.quantize_calibration else None,

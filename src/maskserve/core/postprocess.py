@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
 
+from maskserve.core.numeric import softmax, top_k
 from maskserve.core.tokenize import TextEncoder
 from maskserve.domain import (
     Candidate,
@@ -29,12 +29,11 @@ def effective_top_k(top_k: int, vocab_size: int, target_ids: Int64Array | None) 
 def top_k_predictions(
     result: MaskLogits, params: FillMaskParams, target_ids: Int64Array | None, encoder: TextEncoder
 ) -> InputPredictions:
-    # torch's softmax and topk, not numpy's: identical logits must give identical ranks, ties included.
-    probs = torch.from_numpy(result.logits).softmax(dim=-1)
+    # Softmax over the whole vocabulary first, then the targets' columns: the pipeline's numbers.
+    probs = softmax(result.logits)
     if target_ids is not None:
-        probs = probs[..., torch.from_numpy(target_ids)]
-    top_k = effective_top_k(params.top_k, result.logits.shape[-1], target_ids)
-    values, indices = probs.topk(top_k)
+        probs = probs[..., target_ids]
+    values, indices = top_k(probs, effective_top_k(params.top_k, result.logits.shape[-1], target_ids))
 
     encoded = result.encoded
     single_mask = len(encoded.mask_positions) == 1
@@ -68,10 +67,10 @@ def _token_keys(vocab_size: int) -> tuple[str, ...]:
 
 def kserve_value(result: MaskLogits, mode: OutputMode, encoder: TextEncoder) -> KServeValue:
     """KServe's fill-mask output for one input: top-1 text, or token id -> probability/logit per mask."""
-    logits = torch.from_numpy(result.logits)
+    logits = result.logits
     if mode is OutputMode.TOP1:
-        return encoder.decode(logits.argmax(dim=-1).tolist())
-    values = logits.softmax(dim=-1) if mode is OutputMode.PROBABILITIES else logits
+        return encoder.decode(top_k(logits, 1)[1][:, 0].tolist())
+    values = softmax(logits) if mode is OutputMode.PROBABILITIES else logits
     keys = _token_keys(values.shape[-1])
     per_mask = [dict(zip(keys, row, strict=True)) for row in values.tolist()]
     return per_mask[0] if len(per_mask) == 1 else per_mask
