@@ -27,6 +27,12 @@ TEXTS = [f"the {'[MASK]'} number {i} sat ." for i in range(30)] + ["no mask here
 def cluster() -> Iterator[str]:
     from ray.cluster_utils import Cluster
 
+    # Ray Data's usage poller is a daemon thread that logs after pytest has closed its streams; nothing here
+    # is Ray's to report (and the tests stay on loopback).
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_DATA_USAGE_DISABLED", "1")
+    patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+
     made = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     made.add_node(num_cpus=1)
     made.wait_for_nodes()
@@ -34,6 +40,7 @@ def cluster() -> Iterator[str]:
         yield made.address
     finally:
         made.shutdown()
+        patch.undo()
 
 
 def _batch(bert_dir: Path, source: Path, output: Path, *extra: str) -> subprocess.CompletedProcess[str]:
