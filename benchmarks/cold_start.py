@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from servers import HOST, free_port
+from servers import HOST, free_port, wait_ready
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Starts the server as `maskserve serve` does, with torch hidden when asked.
@@ -41,15 +41,7 @@ def start_to_ready(model: str, backend: str, hide_torch: bool, cache: str) -> tu
     process = subprocess.Popen(command, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     try:
         url = f"http://{HOST}:{port}"
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the server exited with {process.returncode}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
+        wait_ready(process, url, timeout=300, poll=0.02)
         ready = time.perf_counter() - started
         body = {"inputs": "the cat sat on the [MASK] ."}
         httpx.post(f"{url}/models/m", json=body, timeout=60).raise_for_status()

@@ -87,7 +87,9 @@ def running(cmd: list[str], log_path: Path, src: Path) -> Iterator[subprocess.Po
         _children.remove(proc)
 
 
-def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float, poll: float = 0.5) -> None:
+    """Until ``/v2/health/ready`` answers 200; ``poll``: seconds between probes (a cold-start timing wants
+    them short)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -97,5 +99,5 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(poll)
     raise RuntimeError(f"the server was not ready after {timeout:.0f}s")
